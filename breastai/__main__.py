@@ -1,0 +1,5 @@
+"""``python -m breastai``: the command-line interface."""
+
+from breastai.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Readers and writers: DICOM studies, NIfTI phases and masks, DICOM-SEG."""

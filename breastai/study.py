@@ -1,0 +1,125 @@
+"""Core data types shared by the reader, the pipeline and the writers.
+
+Axis contract (the one place it is written down; other docstrings cite it):
+
+* Every volume that crosses a module boundary is a ``SimpleITK.Image`` whose origin, spacing and
+  direction are in DICOM patient coordinates (LPS, millimetres). Orientation is never rebuilt from
+  array shapes.
+* ``sitk.GetArrayFromImage`` gives numpy arrays in ``(z, y, x)`` = ``(slice, row, column)`` order;
+  every numpy array in breastai uses that order. ``image.GetSize()`` and ``GetSpacing()`` are
+  ``(x, y, z)``.
+* Model inputs are float32 ``(B, C, D, H, W)`` = ``(batch, channel, z, y, x)``; the tumor model takes
+  ``phases`` ``(B, S, 1, D, H, W)`` (S phase slots; slot 0 = pre-contrast, slot 1 = first
+  post-contrast) and ``time_mask`` ``(B, S)``.
+* Phase 0 is the pre-contrast phase; phase 1, the first post-contrast phase, is the reference phase
+  whose grid the output masks share (the paper's "phase 2").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import SimpleITK as sitk
+
+__all__ = ["DecisionLog", "Phase", "Study"]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One temporal phase of a DCE acquisition: one 3-D volume plus where and when it came from.
+
+    Attributes
+    ----------
+    index:
+        Position in acquisition order, 0 = pre-contrast.
+    image:
+        The volume (float32, LPS geometry, rescale already applied).
+    time_s:
+        Start of the phase in seconds relative to the first phase (None when no clock is usable).
+    series_uid:
+        SeriesInstanceUID the phase came from (None for NIfTI input).
+    instance_uids:
+        SOPInstanceUIDs of the source slices, sorted along the slice normal (empty for NIfTI).
+    source_files:
+        Source files, in the same order as ``instance_uids`` (the NIfTI file for NIfTI input).
+    stacks:
+        For split-bilateral acquisitions that could not be joined into one grid: the separate
+        stacks (``image`` then holds the first). Empty otherwise.
+    frame_numbers:
+        For enhanced multi-frame sources: the 1-based frame numbers of this phase's slices, in
+        the same order as ``instance_uids``. Empty for classic (single-frame) sources.
+    """
+
+    index: int
+    image: sitk.Image
+    time_s: float | None = None
+    series_uid: str | None = None
+    instance_uids: tuple[str, ...] = ()
+    source_files: tuple[Path, ...] = ()
+    stacks: tuple[sitk.Image, ...] = ()
+    frame_numbers: tuple[int, ...] = ()
+    label: str = ""
+
+
+@dataclass
+class DecisionLog:
+    """What the reader decided and why: shown by ``breastai info`` and saved in manifests."""
+
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    grouping_key: str | None = None
+    clock: str | None = None
+    time_reference: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidates": self.candidates,
+            "grouping_key": self.grouping_key,
+            "clock": self.clock,
+            "time_reference": self.time_reference,
+            "warnings": list(self.warnings),
+            "notes": list(self.notes),
+        }
+
+
+@dataclass
+class Study:
+    """A DCE study: ordered phases (0 = pre-contrast) plus the reader's decision log.
+
+    Attributes
+    ----------
+    phases:
+        The phases in acquisition order.
+    source:
+        The folder or file the study was read from.
+    kind:
+        ``"dicom"`` or ``"nifti"``.
+    study_uid:
+        StudyInstanceUID (None for NIfTI input).
+    name:
+        A short name for output folders (the folder name by default).
+    decisions:
+        The reader's decision log.
+    series:
+        For DICOM input: one dict per series in the folder with its role (``breastai info``).
+    """
+
+    phases: list[Phase]
+    source: Path
+    kind: str = "dicom"
+    study_uid: str | None = None
+    name: str = ""
+    decisions: DecisionLog = field(default_factory=DecisionLog)
+    series: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def reference_index(self) -> int:
+        """Index of the reference phase (first post-contrast) whose grid the masks share."""
+        return 1 if len(self.phases) > 1 else 0
+
+    @property
+    def reference(self) -> Phase:
+        return self.phases[self.reference_index]

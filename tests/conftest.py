@@ -1,0 +1,28 @@
+"""Shared fixtures. Test data is generated here (phantom, small synthetic DICOM); none is committed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The read-only ../shared folder beside the checkout; tests needing it skip when it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} not present: this checkout has no ../shared beside it")
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _strict_pydicom_writing() -> object:
+    """Written DICOM must be valid: pydicom raises on invalid values while tests run."""
+    from pydicom import config
+
+    old = config.settings.writing_validation_mode
+    config.settings.writing_validation_mode = config.RAISE
+    yield
+    config.settings.writing_validation_mode = old
