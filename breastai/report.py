@@ -1,0 +1,1270 @@
+"""Lesion measurements, AJCC T category, kinetics and the lesion report (``report.json``/``.md``).
+
+Research use only, not a medical device.
+
+Conventions (the numbers in every report depend on them; arrays follow the axis contract of
+:mod:`breastai.study`: numpy ``(z, y, x)``, geometry in LPS millimetres):
+
+* **Lesions** are the 26-connected components of the foreground whose volume (voxel count times
+  voxel volume) is at least ``min_volume_mm3`` (default :data:`DEFAULT_MIN_VOLUME_MM3`), ordered
+  largest first and numbered from 1.
+* **Surface points.** Diameters and extents are measured between the centres of the lesion's
+  exposed voxel faces (every face between a lesion voxel and a non-lesion voxel), mapped to
+  patient space through origin, spacing and direction matrix. This is the point set a
+  marching-cubes surface at iso-level 0.5 has (the convention of pyradiomics' Maximum 3D
+  diameter) and what a caliper placed on the displayed voxel edges measures: a run of *n*
+  voxels along a grid axis measures exactly ``n * spacing``, and a single voxel measures its
+  largest spacing. Voxel-centre points would under-measure every lesion by about one voxel;
+  voxel corners would over-measure along diagonals.
+* **Longest 3-D diameter**: the farthest pair of surface points, found exactly as the farthest
+  pair among the vertices of their convex hull (``scipy.spatial.ConvexHull``). Exact for any
+  spacing and any (oblique) direction matrix.
+* **Longest in-plane diameter**: the same on each slice of the mask's grid (the acquisition
+  plane; third image axis = slice axis), using the in-plane exposed edges; the longest over
+  all slices and its 0-based slice index are reported (what a radiologist measures in 2-D).
+* **Principal extents**: the lengths of the surface points projected on the three principal
+  axes (eigenvectors of the covariance of the voxel centres), longest first.
+* **Breast contact** (when a breast mask is given): a lesion voxel inside the breast mask
+  whose face neighbour is outside it touches the mask's edge; mostly-posterior contacts are
+  reported as "chest wall", all others as "skin" (a lesion wholly outside the mask: "outside
+  breast mask"). It flags possible T4 for review and never sets T4.
+* **Laterality**: LPS ``x > midline`` is the patient's left. The midline is ``x = 0`` (patients
+  are centred left-right on the scanner isocentre), unless a breast mask with two breasts
+  is given: then it is halfway between the centroids of its two largest components (each at
+  least 20 % of the mask volume).
+* **T category** (AJCC 8th edition, size only) from the greatest longest diameter among the
+  lesions (the largest tumor by dimension, which may not be lesion 1, the largest by volume),
+  rounded half-up to whole millimetres, except that any value above 1.0 mm and below 2.0 mm
+  is rounded up to 2 mm (the AJCC rule, so such tumors are T1a, never T1mi). T1mi <= 1,
+  T1a > 1-5, T1b > 5-10, T1c > 10-20, T2 > 20-50, T3 > 50 mm; "(m)" is appended when there
+  are several lesions. T4 is never assigned from size; contact with the skin or chest-wall
+  side of the breast mask is flagged for review instead. A mask without lesions gets the
+  category ``"none"`` (not "T0": a segmentation cannot exclude a tumor).
+* **Kinetics** (when a study is given): the mean signal of each lesion per phase; the initial
+  enhancement ``(S1 - S0) / S0`` at the first post-contrast phase; the early peak is the
+  highest mean signal among the post-contrast phases acquired within 90 s of the first
+  post-contrast phase (the first post-contrast phase alone when times are unknown); the
+  initial phase is slow (< 50 %), medium (50-100 %) or fast (> 100 %) by the early peak's
+  enhancement; and the delayed change is ``(S_last - S_peak) / S_peak``:
+  persistent > +10 %, plateau within +-10 %, washout < -10 % (BI-RADS). Studies whose last
+  phase is part of the early window (two-phase studies) get ``"n/a"``. The functional tumor
+  volume counts lesion voxels whose own early enhancement at the first post-contrast phase is
+  at least 70 % (the I-SPY convention; voxels with a non-positive pre-contrast signal are not
+  counted).
+"""
+
+# SimpleITK's methods carry no type annotations.
+# mypy: disable-error-code="no-untyped-call"
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+from numpy.typing import NDArray
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+
+from breastai import RESEARCH_NOTICE, __version__
+from breastai.errors import (
+    InconsistentGeometryError,
+    InputError,
+    OutputError,
+    OutputExistsError,
+    ParameterError,
+)
+from breastai.study import Study
+
+__all__ = [
+    "DEFAULT_MIN_VOLUME_MM3",
+    "SCHEMA",
+    "Kinetics",
+    "Lesion",
+    "LesionReport",
+    "align_to_grid",
+    "binary_mask",
+    "farthest_pair",
+    "measure_lesions",
+    "read_mask",
+    "round_diameter_mm",
+    "t_category",
+    "write_report",
+    "write_sr",
+]
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "breastai.report/1"
+"""Schema identifier written as ``schema`` in report.json (documented in docs/report-json.md)."""
+
+DEFAULT_MIN_VOLUME_MM3 = 10.0
+"""Components smaller than this are dropped: a sphere of 2.7 mm diameter, about 3 voxels of
+1.3 x 1.3 x 2 mm. It removes isolated-voxel noise and keeps every lesion of 3 mm or more."""
+
+EARLY_WINDOW_S = 90.0
+"""The initial (early) window ends this many seconds after the first post-contrast phase: about
+2.5 min after injection for a first post-contrast phase at about 1 min (BI-RADS: peak within the
+first 2 min after bolus arrival)."""
+FTV_THRESHOLD = 0.70
+CURVE_TOLERANCE_PCT = 10.0
+_STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
+
+FloatArray = NDArray[np.float64]
+
+
+# ------------------------------------------------------------------------------------------------
+# T category
+# ------------------------------------------------------------------------------------------------
+
+
+def round_diameter_mm(longest_diameter_mm: float) -> int:
+    """Round a greatest dimension to whole millimetres as AJCC 8th edition asks.
+
+    Parameters
+    ----------
+    longest_diameter_mm:
+        Greatest dimension in mm (finite, >= 0).
+
+    Returns
+    -------
+    int
+        Round half up (20.5 -> 21, never banker's rounding), except that values above 1.0 mm and
+        below 2.0 mm become 2 mm (AJCC: "round any measurement >1.0-1.9 mm to 2 mm").
+
+    Raises
+    ------
+    ParameterError
+        When the value is negative or not finite.
+    """
+    d = float(longest_diameter_mm)
+    if not math.isfinite(d) or d < 0:
+        raise ParameterError(f"A diameter must be a finite number >= 0 mm; got {d!r}.")
+    if 1.0 < d < 2.0:
+        return 2
+    # the small epsilon keeps 20.5 (stored as 20.4999999...) rounding up like a person would
+    return math.floor(d + 0.5 + 1e-9)
+
+
+def t_category(longest_diameter_mm: float | None, n_lesions: int) -> str:
+    """AJCC 8th edition T category from size alone.
+
+    Parameters
+    ----------
+    longest_diameter_mm:
+        Greatest dimension of the largest lesion in mm, or None when there is no lesion.
+    n_lesions:
+        Number of lesions; more than one appends ``"(m)"``.
+
+    Returns
+    -------
+    str
+        ``"T1mi"``, ``"T1a"``, ``"T1b"``, ``"T1c"``, ``"T2"`` or ``"T3"`` (plus ``"(m)"``), or
+        ``"none"`` when there is no lesion. T4 is never returned: it needs chest-wall or skin
+        extension, which size cannot show.
+
+    Raises
+    ------
+    ParameterError
+        For a negative count, a bad diameter, or a diameter given with zero lesions (or none
+        given with lesions).
+    """
+    if n_lesions < 0:
+        raise ParameterError(f"n_lesions must be >= 0; got {n_lesions}.")
+    if longest_diameter_mm is None or n_lesions == 0:
+        if longest_diameter_mm is not None or n_lesions != 0:
+            raise ParameterError(
+                "t_category needs a diameter together with n_lesions >= 1, or None with 0; got "
+                f"{longest_diameter_mm!r} and {n_lesions}."
+            )
+        return "none"
+    mm = round_diameter_mm(longest_diameter_mm)
+    if mm <= 1:
+        cat = "T1mi"
+    elif mm <= 5:
+        cat = "T1a"
+    elif mm <= 10:
+        cat = "T1b"
+    elif mm <= 20:
+        cat = "T1c"
+    elif mm <= 50:
+        cat = "T2"
+    else:
+        cat = "T3"
+    return cat + ("(m)" if n_lesions > 1 else "")
+
+
+# ------------------------------------------------------------------------------------------------
+# Data types
+# ------------------------------------------------------------------------------------------------
+
+
+def _r(value: float | None, nd: int = 3) -> float | None:
+    return None if value is None else round(float(value), nd)
+
+
+def _rl(values: Sequence[float] | FloatArray, nd: int = 3) -> list[float]:
+    return [round(float(v), nd) for v in values]
+
+
+@dataclass
+class Kinetics:
+    """Enhancement kinetics of one lesion (see the module docstring for the conventions)."""
+
+    times_s: list[float | None]
+    mean_signal: list[float]
+    initial_enhancement_pct: float | None
+    initial_phase: str | None
+    early_peak_phase: int
+    early_peak_enhancement_pct: float | None
+    delayed_change_pct: float | None
+    curve_type: str
+    functional_tumor_volume_ml: float
+    voxels_on_study_grid: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "times_s": [_r(t, 2) for t in self.times_s],
+            "mean_signal": _rl(self.mean_signal, 3),
+            "initial_enhancement_pct": _r(self.initial_enhancement_pct, 1),
+            "initial_phase": self.initial_phase,
+            "early_peak_phase": self.early_peak_phase,
+            "early_peak_enhancement_pct": _r(self.early_peak_enhancement_pct, 1),
+            "delayed_change_pct": _r(self.delayed_change_pct, 1),
+            "curve_type": self.curve_type,
+            "functional_tumor_volume_ml": _r(self.functional_tumor_volume_ml, 4),
+            "voxels_on_study_grid": self.voxels_on_study_grid,
+        }
+
+
+@dataclass
+class Lesion:
+    """Measurements of one lesion (a 26-connected component). Coordinates are LPS mm."""
+
+    index: int
+    voxel_count: int
+    volume_ml: float
+    longest_diameter_mm: float
+    endpoints_lps: tuple[tuple[float, float, float], tuple[float, float, float]]
+    longest_in_plane_diameter_mm: float
+    in_plane_endpoints_lps: tuple[tuple[float, float, float], tuple[float, float, float]]
+    in_plane_slice: int
+    principal_extents_mm: tuple[float, float, float]
+    centroid_lps: tuple[float, float, float]
+    laterality: str
+    bbox_zyx: tuple[tuple[int, int, int], tuple[int, int, int]]
+    touches_image_border: bool
+    breast_contact: list[str] | None = None
+    kinetics: Kinetics | None = None
+
+    @property
+    def possible_t4(self) -> bool | None:
+        """True when the lesion reaches the skin or chest-wall side of the breast mask."""
+        return None if self.breast_contact is None else bool(self.breast_contact)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "volume_ml": _r(self.volume_ml, 4),
+            "voxel_count": self.voxel_count,
+            "longest_diameter_mm": _r(self.longest_diameter_mm, 2),
+            "longest_diameter_rounded_mm": round_diameter_mm(self.longest_diameter_mm),
+            "endpoints_lps": [_rl(p, 2) for p in self.endpoints_lps],
+            "longest_in_plane_diameter_mm": _r(self.longest_in_plane_diameter_mm, 2),
+            "in_plane_endpoints_lps": [_rl(p, 2) for p in self.in_plane_endpoints_lps],
+            "in_plane_slice": self.in_plane_slice,
+            "principal_extents_mm": _rl(self.principal_extents_mm, 2),
+            "centroid_lps": _rl(self.centroid_lps, 2),
+            "laterality": self.laterality,
+            "bbox_zyx": [list(self.bbox_zyx[0]), list(self.bbox_zyx[1])],
+            "touches_image_border": self.touches_image_border,
+            "breast_contact": self.breast_contact,
+            "possible_t4": self.possible_t4,
+            "kinetics": None if self.kinetics is None else self.kinetics.to_dict(),
+        }
+
+
+@dataclass
+class LesionReport:
+    """All lesions of one mask, the T category and how they were measured."""
+
+    lesions: list[Lesion]
+    t_category: str
+    min_volume_mm3: float
+    spacing_mm: tuple[float, float, float]
+    size_xyz: tuple[int, int, int]
+    midline_x_mm: float
+    midline_rule: str
+    dropped_components: int = 0
+    label: int | None = None
+    source: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def lesion_count(self) -> int:
+        return len(self.lesions)
+
+    @property
+    def largest(self) -> Lesion:
+        """The lesion with the longest 3-D diameter (it sets the T category)."""
+        if not self.lesions:
+            raise ParameterError("The report has no lesion.")
+        return max(self.lesions, key=lambda les: (les.longest_diameter_mm, -les.index))
+
+    @property
+    def summary(self) -> str:
+        """One sentence for the reader of the report."""
+        if not self.lesions:
+            return "No lesion found in the mask (T category: none)."
+        big = self.largest
+        return (
+            f"{self.lesion_count} lesion(s); longest diameter {big.longest_diameter_mm:.1f} mm "
+            f"({round_diameter_mm(big.longest_diameter_mm)} mm rounded, lesion {big.index}, "
+            f"{big.laterality} breast); "
+            f"T category by size: {self.t_category}."
+        )
+
+    def to_dict(
+        self, weights: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The report as a JSON-able dict (schema ``breastai.report/1``, docs/report-json.md)."""
+        out: dict[str, Any] = {
+            "schema": SCHEMA,
+            "breastai_version": __version__,
+            "notice": RESEARCH_NOTICE,
+            "t_category": self.t_category,
+            "t_basis": "AJCC 8th edition, size only (greatest dimension of the largest lesion)",
+            "largest_lesion_index": self.largest.index if self.lesions else None,
+            "lesion_count": self.lesion_count,
+            "summary": self.summary,
+            "largest_diameter_mm": (
+                _r(self.largest.longest_diameter_mm, 2) if self.lesions else None
+            ),
+            "possible_t4_review": any(les.possible_t4 for les in self.lesions),
+            "lesions": [les.to_dict() for les in self.lesions],
+            "measurement": {
+                "points": "centres of exposed voxel faces (marching-cubes vertices at level 0.5)",
+                "connectivity": 26,
+                "min_volume_mm3": self.min_volume_mm3,
+                "dropped_components": self.dropped_components,
+                "label": self.label,
+                "spacing_mm": _rl(self.spacing_mm, 4),
+                "size_xyz": list(self.size_xyz),
+                "midline_x_mm": _r(self.midline_x_mm, 2),
+                "laterality_rule": self.midline_rule,
+            },
+            "source": self.source,
+            "warnings": list(self.warnings),
+        }
+        if weights:
+            out["weights"] = _weights_list(weights)
+        if extra:
+            clash = sorted(set(extra) & set(out))
+            if clash:
+                raise ParameterError(f"extra keys {clash} would replace report keys; rename them.")
+            out.update(dict(extra))
+        return out
+
+    def to_markdown(self, weights: Mapping[str, Any] | None = None) -> str:
+        """A short report a radiologist can read (Markdown)."""
+        lines = [
+            "# breastai lesion report",
+            "",
+            f"**{RESEARCH_NOTICE}** Measurements from an automatic segmentation; "
+            "verify them on the images.",
+            "",
+            f"**T category (size only, AJCC 8th): {self.t_category}** — {self.summary}",
+            "",
+        ]
+        if self.lesions:
+            lines += [
+                "| # | Side | Longest 3-D (mm) | Rounded (mm) | Longest in-plane (mm) [slice] "
+                "| Extents (mm) | Volume (mL) | Curve | Initial (%) | FTV (mL) | Flags |",
+                "|---|---|---|---|---|---|---|---|---|---|---|",
+            ]
+            for les in self.lesions:
+                k = les.kinetics
+                flags = []
+                if les.touches_image_border:
+                    flags.append("touches image border (incomplete)")
+                if les.breast_contact:
+                    flags.append(
+                        "reaches " + " and ".join(les.breast_contact) + ": possible T4, review"
+                    )
+                ext = " × ".join(f"{e:.1f}" for e in les.principal_extents_mm)
+                init = (
+                    ""
+                    if k is None or k.initial_enhancement_pct is None
+                    else f"{k.initial_enhancement_pct:.0f}"
+                )
+                lines.append(
+                    f"| {les.index} | {les.laterality} | {les.longest_diameter_mm:.1f} "
+                    f"| {round_diameter_mm(les.longest_diameter_mm)} "
+                    f"| {les.longest_in_plane_diameter_mm:.1f} [{les.in_plane_slice}] | {ext} "
+                    f"| {les.volume_ml:.2f} | {'' if k is None else k.curve_type} | {init} "
+                    f"| {'' if k is None else f'{k.functional_tumor_volume_ml:.2f}'} "
+                    f"| {'; '.join(flags)} |"
+                )
+            lines.append("")
+        else:
+            lines += ["No lesion was found in the mask.", ""]
+        lines += [
+            f"Lesions: 26-connected components ≥ {self.min_volume_mm3:g} mm³ "
+            f"({self.dropped_components} smaller component(s) ignored). Diameters between exposed "
+            "voxel-face centres; in-plane on the acquisition plane. Laterality: "
+            f"{self.midline_rule}.",
+            "",
+        ]
+        if weights:
+            lines += ["## Weights", "", "| Model | sha256 | Demo |", "|---|---|---|"]
+            for w in _weights_list(weights):
+                demo = (
+                    "yes (synthetic phantom training, not for clinical use)"
+                    if w.get("demo")
+                    else "no"
+                )
+                lines.append(f"| {w.get('name', '')} | `{w.get('sha256', '')}` | {demo} |")
+            lines.append("")
+        if self.warnings:
+            lines += ["## Warnings", ""] + [f"- {w}" for w in self.warnings] + [""]
+        lines.append(f"_breastai {__version__}. {RESEARCH_NOTICE}_")
+        return "\n".join(lines) + "\n"
+
+
+def _weights_list(weights: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Accept one ``{name, sha256, demo}`` dict or a mapping of role -> such dicts."""
+    if "sha256" in weights or "name" in weights:
+        return [dict(weights)]
+    out = []
+    for role, entry in weights.items():
+        item = dict(entry) if isinstance(entry, Mapping) else {"name": str(entry)}
+        item.setdefault("task", role)
+        out.append(item)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading and validating masks
+# ------------------------------------------------------------------------------------------------
+
+
+def read_mask(path: Path) -> sitk.Image:
+    """Read a mask or label map: NIfTI/NRRD/MHA, or a DICOM-SEG (as a label image).
+
+    Parameters
+    ----------
+    path:
+        The file.
+
+    Returns
+    -------
+    SimpleITK.Image
+        Label image in LPS (DICOM-SEG segments become their segment numbers).
+
+    Raises
+    ------
+    InputError
+        When the file is missing or cannot be read (see :func:`breastai.io.read_image`).
+    """
+    from breastai.io import read_image
+
+    return read_image(Path(path))
+
+
+def binary_mask(
+    mask: sitk.Image, *, label: int | None = None, name: str = "mask"
+) -> NDArray[np.bool_]:
+    """The foreground of a mask as a bool ``(z, y, x)`` array, checking that it is binary.
+
+    Parameters
+    ----------
+    mask:
+        Integer mask or label map.
+    label:
+        Foreground label to select in a label map; None requires a binary mask (0 plus one
+        foreground value).
+    name:
+        How to call the mask in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool ``(z, y, x)``.
+
+    Raises
+    ------
+    InputError
+        A non-integer image, a label map without ``label``, or a label that is not present.
+    """
+    if mask.GetNumberOfComponentsPerPixel() != 1 or mask.GetDimension() != 3:
+        raise InputError(
+            f"The {name} must be a 3-D single-channel image; found {mask.GetDimension()}-D with "
+            f"{mask.GetNumberOfComponentsPerPixel()} component(s) per voxel."
+        )
+    arr = sitk.GetArrayViewFromImage(mask)
+    if arr.dtype.kind == "f" and (
+        not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr))
+    ):
+        raise InputError(
+            f"The {name} holds non-integer values (a probability map?); expected a binary mask "
+            "or an integer label map. Threshold it first."
+        )
+    labels = np.unique(arr[arr != 0])  # only the (few) foreground voxels are sorted
+    if label is not None:
+        if labels.size and label not in labels:
+            raise InputError(
+                f"Label {label} is not in the {name}; it holds labels {_fmt_labels(labels)}. "
+                "Pass one of them with --label."
+            )
+        return np.asarray(arr == label)
+    if labels.size > 1:
+        raise InputError(
+            f"The {name} is a label map with labels {_fmt_labels(labels)}; expected a binary mask. "
+            "Choose the lesion label with --label N."
+        )
+    return np.asarray(arr != 0)
+
+
+def _fmt_labels(labels: NDArray[Any]) -> str:
+    vals = [int(v) if float(v).is_integer() else float(v) for v in labels[:20]]
+    more = f" and {labels.size - 20} more" if labels.size > 20 else ""
+    return ", ".join(str(v) for v in vals) + more
+
+
+def _geometry(image: sitk.Image) -> tuple[FloatArray, FloatArray, FloatArray]:
+    origin = np.asarray(image.GetOrigin(), dtype=np.float64)
+    spacing = np.asarray(image.GetSpacing(), dtype=np.float64)
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    return origin, spacing, direction
+
+
+def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
+    return bool(
+        a.GetSize() == b.GetSize()
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=1e-4, atol=1e-5)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-2)
+        and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-4)
+    )
+
+
+def _same_lattice(a: sitk.Image, b: sitk.Image) -> bool:
+    """Same spacing and direction, and a's voxel centres fall on b's (a crop or pad of b)."""
+    if not (
+        np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=1e-4, atol=1e-5)
+        and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-4)
+    ):
+        return False
+    idx = np.asarray(b.TransformPhysicalPointToContinuousIndex(a.GetOrigin()))
+    return bool(np.allclose(idx, np.round(idx), atol=1e-3))
+
+
+def _extent_lps(image: sitk.Image) -> tuple[FloatArray, FloatArray]:
+    """Axis-aligned LPS bounding box of the image's voxels (outer faces)."""
+    size = image.GetSize()
+    corners = []
+    for cx in (-0.5, size[0] - 0.5):
+        for cy in (-0.5, size[1] - 0.5):
+            for cz in (-0.5, size[2] - 0.5):
+                corners.append(image.TransformContinuousIndexToPhysicalPoint((cx, cy, cz)))
+    pts = np.asarray(corners)
+    return pts.min(axis=0), pts.max(axis=0)
+
+
+def _overlap_fraction(a: sitk.Image, b: sitk.Image) -> float:
+    """Fraction of a's LPS bounding box that lies inside b's."""
+    lo_a, hi_a = _extent_lps(a)
+    lo_b, hi_b = _extent_lps(b)
+    inter = np.clip(np.minimum(hi_a, hi_b) - np.maximum(lo_a, lo_b), 0, None)
+    vol_a = float(np.prod(hi_a - lo_a))
+    return float(np.prod(inter)) / vol_a if vol_a > 0 else 0.0
+
+
+def align_to_grid(
+    image: sitk.Image, reference: sitk.Image, *, what: str, onto: str, warnings: list[str]
+) -> sitk.Image:
+    """Resample a label image onto ``reference`` with nearest neighbour, refusing disjoint grids."""
+    if _same_grid(image, reference):
+        return image
+    for key in ("0020|0052",):  # FrameOfReferenceUID, when both images carry it
+        if (
+            image.HasMetaDataKey(key)
+            and reference.HasMetaDataKey(key)
+            and image.GetMetaData(key).strip() != reference.GetMetaData(key).strip()
+        ):
+            raise InconsistentGeometryError(
+                f"The {what} and the {onto} have different frames of reference; they cannot be "
+                "compared. Use a mask made on this study."
+            )
+    if _overlap_fraction(image, reference) <= 0.0:
+        raise InconsistentGeometryError(
+            f"The {what} and the {onto} do not overlap in patient space (LPS); they belong to "
+            "different studies or frames of reference. Use a mask made on this study."
+        )
+    if _same_lattice(image, reference):
+        # e.g. a DICOM-SEG that stores only the slices with content: an exact re-placement
+        log.info("the %s lies on the %s's voxel lattice; placed without interpolation", what, onto)
+    else:
+        msg = (
+            f"The {what}'s grid differs from the {onto}'s; it was resampled onto the {onto} "
+            "grid with nearest neighbour."
+        )
+        log.warning(msg)
+        warnings.append(msg)
+    return sitk.Resample(
+        image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, image.GetPixelID()
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Geometry kernels
+# ------------------------------------------------------------------------------------------------
+
+
+def _index_to_lps(
+    idx_zyx: FloatArray, origin: FloatArray, spacing: FloatArray, direction: FloatArray
+) -> FloatArray:
+    """Continuous (z, y, x) indices (N, 3) -> LPS points (N, 3)."""
+    xyz = idx_zyx[:, ::-1] * spacing
+    return origin + xyz @ direction.T
+
+
+def _face_centres(crop: NDArray[np.bool_], axes: Sequence[int] = (0, 1, 2)) -> FloatArray:
+    """Continuous (z, y, x) indices of the centres of exposed faces (normal along ``axes``)."""
+    padded = np.pad(crop, 1)
+    parts = []
+    for ax in axes:
+        change = np.diff(padded.view(np.int8), axis=ax) != 0
+        idx = np.argwhere(change).astype(np.float64)
+        idx[:, ax] += 0.5
+        parts.append(idx - 1.0)
+    return np.concatenate(parts, axis=0) if parts else np.zeros((0, 3))
+
+
+def farthest_pair(points: FloatArray) -> tuple[float, int, int]:
+    """Exact farthest pair of a point set (N, d) via its convex hull.
+
+    Parameters
+    ----------
+    points:
+        (N, d) float coordinates, d = 2 or 3.
+
+    Returns
+    -------
+    tuple
+        (distance, i, j) with ``points[i]``, ``points[j]`` the farthest pair (0, 0, 0 for N < 2).
+    """
+    n = len(points)
+    if n < 2:
+        return 0.0, 0, 0
+    cand = np.arange(n)
+    if n > 64:
+        try:
+            cand = ConvexHull(points).vertices
+        except (QhullError, ValueError):  # flat or degenerate: fall back to every point
+            cand = np.arange(n)
+    pts = points[cand]
+    best, bi, bj = -1.0, 0, 0
+    chunk = max(1, 4_000_000 // max(len(pts), 1))
+    for start in range(0, len(pts), chunk):
+        block = pts[start : start + chunk]
+        d2 = ((block[:, None, :] - pts[None, :, :]) ** 2).sum(axis=-1)
+        k = int(np.argmax(d2))
+        r, c = divmod(k, len(pts))
+        if d2[r, c] > best:
+            best, bi, bj = float(d2[r, c]), int(cand[start + r]), int(cand[c])
+    return math.sqrt(best), bi, bj
+
+
+def _in_plane(
+    crop: NDArray[np.bool_],
+    start: NDArray[np.int64],
+    origin: FloatArray,
+    spacing: FloatArray,
+    direction: FloatArray,
+) -> tuple[float, FloatArray, FloatArray, int]:
+    """Longest in-plane diameter over the slices of ``crop`` (slice axis = array axis 0).
+
+    ``start`` is the (z, y, x) index of ``crop[0, 0, 0]`` in the image.
+    """
+    z0 = int(start[0])
+    best = (-1.0, np.zeros(3), np.zeros(3), z0)
+    for k in range(crop.shape[0]):
+        sl = crop[k]
+        if not sl.any():
+            continue
+        pad = np.pad(sl, 1).view(np.int8)
+        parts = []
+        for ax in (0, 1):
+            idx = np.argwhere(np.diff(pad, axis=ax) != 0).astype(np.float64)
+            idx[:, ax] += 0.5
+            parts.append(idx - 1.0)
+        yx = np.concatenate(parts)
+        pts2 = np.column_stack([yx[:, 1] * spacing[0], yx[:, 0] * spacing[1]])
+        d, i, j = farthest_pair(pts2)
+        if d > best[0]:
+            zyx = np.column_stack([np.full(len(yx), float(k)), yx])
+            ends = zyx[[i, j]] + start.astype(np.float64)
+            p = _index_to_lps(ends, origin, spacing, direction)
+            best = (float(np.linalg.norm(p[0] - p[1])), p[0], p[1], z0 + k)
+    return best
+
+
+def _breast_midline(breast: NDArray[np.bool_], image: sitk.Image) -> tuple[float, str] | None:
+    labels, n = ndimage.label(breast, structure=_STRUCTURE_26)
+    if n < 2:
+        return None
+    counts = np.bincount(labels.ravel())[1:]
+    order = np.argsort(counts)[::-1]
+    if counts[order[1]] < 0.2 * counts.sum():
+        return None
+    origin, spacing, direction = _geometry(image)
+    centres = ndimage.center_of_mass(breast, labels, [int(order[0]) + 1, int(order[1]) + 1])
+    xs = [
+        float(_index_to_lps(np.asarray([c], dtype=np.float64), origin, spacing, direction)[0, 0])
+        for c in centres
+    ]
+    return (
+        0.5 * (xs[0] + xs[1]),
+        "LPS x greater than the midline halfway between the two breasts of the breast mask "
+        "= patient left",
+    )
+
+
+def _breast_contact(
+    lesion: NDArray[np.bool_], breast: NDArray[np.bool_], direction: FloatArray
+) -> list[str]:
+    """Which side(s) of the breast mask a lesion reaches: 'chest wall' and/or 'skin'.
+
+    A contact is a lesion voxel inside the breast mask whose face neighbour is outside it. It
+    counts as 'chest wall' when that neighbour lies mostly posterior (the step's LPS y component
+    > 0.5), else as 'skin' (anterior, lateral, cranial or caudal edge of the mask). A lesion
+    with no voxel in the breast mask gets 'outside breast mask'. A heuristic for review, never
+    a T4 call.
+    """
+    if not (lesion & breast).any():
+        return ["outside breast mask"]
+    sides: set[str] = set()
+    outside = ~breast
+    for ax in (0, 1, 2):
+        vec = direction[:, 2 - ax]  # array axis (z, y, x) -> image axis (x, y, z) column
+        for sign in (-1, 1):
+            shifted = np.zeros_like(outside)
+            src = [slice(None)] * 3
+            dst = [slice(None)] * 3
+            if sign > 0:
+                src[ax], dst[ax] = slice(1, None), slice(None, -1)
+            else:
+                src[ax], dst[ax] = slice(None, -1), slice(1, None)
+            shifted[tuple(dst)] = outside[tuple(src)]
+            if (lesion & breast & shifted).any():
+                posterior = sign * vec[1]  # LPS y grows towards posterior
+                sides.add("chest wall" if posterior > 0.5 else "skin")
+    return sorted(sides)
+
+
+# ------------------------------------------------------------------------------------------------
+# Measuring
+# ------------------------------------------------------------------------------------------------
+
+
+def measure_lesions(
+    mask: sitk.Image,
+    *,
+    study: Study | None = None,
+    breast_mask: sitk.Image | None = None,
+    min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3,
+    label: int | None = None,
+) -> LesionReport:
+    """Find and measure the lesions of a tumor mask.
+
+    Parameters
+    ----------
+    mask:
+        Tumor mask in LPS (binary, or a label map with ``label``); array axes per the contract
+        in :mod:`breastai.study`.
+    study:
+        When given, per-lesion kinetics are computed on the reference phase's grid (the mask is
+        resampled there with nearest neighbour, with a warning, when its grid differs).
+    breast_mask:
+        Whole-breast mask; enables the midline for laterality and the skin / chest-wall contact
+        flag. Resampled onto the mask's grid when needed.
+    min_volume_mm3:
+        Smallest component volume kept as a lesion (mm³, >= 0).
+    label:
+        Foreground label of a label-map mask.
+
+    Returns
+    -------
+    LesionReport
+        Lesions largest first; an empty mask gives a valid report with no lesion.
+
+    Raises
+    ------
+    InputError
+        For a non-binary mask without ``label``, or a mask/study/breast mask that do not overlap.
+    ParameterError
+        For a negative ``min_volume_mm3``.
+    """
+    if not math.isfinite(min_volume_mm3) or min_volume_mm3 < 0:
+        raise ParameterError(f"min_volume_mm3 must be >= 0; got {min_volume_mm3!r}.")
+    warnings: list[str] = []
+    fg = binary_mask(mask, label=label)
+    origin, spacing, direction = _geometry(mask)
+    voxel_mm3 = float(np.prod(spacing) * abs(np.linalg.det(direction)))
+    size_zyx = fg.shape
+
+    breast: NDArray[np.bool_] | None = None
+    midline, rule = (
+        0.0,
+        "LPS x > 0 (scanner left-right isocentre taken as the body midline) = patient left",
+    )
+    if breast_mask is not None:
+        aligned = align_to_grid(
+            breast_mask, mask, what="breast mask", onto="tumor mask", warnings=warnings
+        )
+        breast = np.asarray(sitk.GetArrayViewFromImage(aligned) != 0)
+        found = _breast_midline(breast, aligned)
+        if found is not None:
+            midline, rule = found
+
+    # Label components inside the foreground's bounding box only (fast on large, sparse masks).
+    labels_full = np.zeros(size_zyx, dtype=np.int32) if study is not None else None
+    # beyond the image, the breast is unknown: pad with True so the border is no skin contact
+    breast_pad = None if breast is None else np.pad(breast, 1, constant_values=True)
+    lesions: list[Lesion] = []
+    dropped = 0
+    if fg.any():
+        nz = [np.flatnonzero(fg.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+        box = tuple(slice(int(n[0]), int(n[-1]) + 1) for n in nz)
+        sub_labels, n = ndimage.label(fg[box], structure=_STRUCTURE_26)
+        counts = np.bincount(sub_labels.ravel(), minlength=n + 1)
+        objects = ndimage.find_objects(sub_labels)
+        keep = [lab for lab in range(1, n + 1) if counts[lab] * voxel_mm3 >= min_volume_mm3]
+        dropped = n - len(keep)
+        keep.sort(key=lambda lab: (-counts[lab], lab))
+        offset = np.array([s.start for s in box])
+        for new_index, lab in enumerate(keep, start=1):
+            sl = objects[lab - 1]
+            if sl is None:  # pragma: no cover - every kept label has voxels
+                continue
+            crop = sub_labels[sl] == lab
+            start = offset + np.array([s.start for s in sl])
+            glob = tuple(slice(int(a), int(a) + d) for a, d in zip(start, crop.shape, strict=True))
+            if labels_full is not None:
+                labels_full[glob][crop] = new_index
+            # breast window one voxel larger than the lesion box (padded coordinates = index + 1)
+            window = None
+            if breast_pad is not None:
+                window = breast_pad[
+                    tuple(
+                        slice(int(a), int(a) + d + 2)
+                        for a, d in zip(start, crop.shape, strict=True)
+                    )
+                ]
+            lesions.append(
+                _measure_one(
+                    crop,
+                    start,
+                    new_index,
+                    int(counts[lab]),
+                    voxel_mm3,
+                    origin,
+                    spacing,
+                    direction,
+                    size_zyx,
+                    midline,
+                    window,
+                )
+            )
+    if dropped:
+        log.info("dropped %d component(s) smaller than %g mm3", dropped, min_volume_mm3)
+    if study is not None and lesions and labels_full is not None:
+        _add_kinetics(lesions, labels_full, mask, study, warnings)
+    top = max((les.longest_diameter_mm for les in lesions), default=None)
+    return LesionReport(
+        lesions=lesions,
+        t_category=t_category(top, len(lesions)),
+        min_volume_mm3=float(min_volume_mm3),
+        spacing_mm=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
+        size_xyz=(int(size_zyx[2]), int(size_zyx[1]), int(size_zyx[0])),
+        midline_x_mm=midline,
+        midline_rule=rule,
+        dropped_components=dropped,
+        label=label,
+        warnings=warnings,
+    )
+
+
+def _pt(p: FloatArray) -> tuple[float, float, float]:
+    return (float(p[0]), float(p[1]), float(p[2]))
+
+
+def _measure_one(
+    crop: NDArray[np.bool_],
+    start: NDArray[np.int64],
+    index: int,
+    count: int,
+    voxel_mm3: float,
+    origin: FloatArray,
+    spacing: FloatArray,
+    direction: FloatArray,
+    size_zyx: tuple[int, ...],
+    midline: float,
+    breast: NDArray[np.bool_] | None,
+) -> Lesion:
+    faces = _face_centres(crop) + start
+    pts = _index_to_lps(faces, origin, spacing, direction)
+    d, i, j = farthest_pair(pts)
+    centres = np.argwhere(crop).astype(np.float64) + start
+    centres_lps = _index_to_lps(centres, origin, spacing, direction)
+    centroid = centres_lps.mean(axis=0)
+    if len(centres_lps) >= 2:
+        _, vecs = np.linalg.eigh(np.cov(centres_lps.T))
+    else:
+        vecs = direction
+    proj = pts @ vecs
+    extents = sorted((float(v) for v in proj.max(axis=0) - proj.min(axis=0)), reverse=True)
+    ip_d, ip_a, ip_b, ip_slice = _in_plane(crop, start, origin, spacing, direction)
+    stop = start + np.array(crop.shape) - 1
+    border = bool(np.any(start == 0) or np.any(stop == np.array(size_zyx) - 1))
+    contact = None
+    if breast is not None:  # breast window is the lesion box plus one voxel on every side
+        contact = _breast_contact(np.pad(crop, 1), breast, direction)
+    return Lesion(
+        index=index,
+        voxel_count=count,
+        volume_ml=count * voxel_mm3 / 1000.0,
+        longest_diameter_mm=d,
+        endpoints_lps=(_pt(pts[i]), _pt(pts[j])),
+        longest_in_plane_diameter_mm=ip_d,
+        in_plane_endpoints_lps=(_pt(ip_a), _pt(ip_b)),
+        in_plane_slice=ip_slice,
+        principal_extents_mm=(extents[0], extents[1], extents[2]),
+        centroid_lps=_pt(centroid),
+        laterality="left" if centroid[0] > midline else "right",
+        bbox_zyx=(
+            (int(start[0]), int(start[1]), int(start[2])),
+            (int(stop[0]), int(stop[1]), int(stop[2])),
+        ),
+        touches_image_border=border,
+        breast_contact=contact,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Kinetics
+# ------------------------------------------------------------------------------------------------
+
+
+def _add_kinetics(
+    lesions: list[Lesion],
+    labels: NDArray[np.int32],
+    mask: sitk.Image,
+    study: Study,
+    warnings: list[str],
+) -> None:
+    if len(study.phases) < 2:
+        msg = "The study has a single phase; kinetics need a pre- and a post-contrast phase."
+        warnings.append(msg)
+        log.warning(msg)
+        return
+    ref = study.reference.image
+    lab_img = sitk.GetImageFromArray(labels)
+    lab_img.CopyInformation(mask)
+    lab_img = align_to_grid(
+        lab_img, ref, what="tumor mask", onto="study's reference phase", warnings=warnings
+    )
+    lab_all = sitk.GetArrayFromImage(lab_img).ravel()
+    sel = np.flatnonzero(lab_all)  # lesion voxels only: the rest of the volume is never read
+    lab = lab_all[sel]
+    n = len(lesions)
+    counts = np.bincount(lab, minlength=n + 1)[: n + 1]
+    signals = []
+    for phase in study.phases:
+        img = phase.image
+        if not _same_grid(img, ref):
+            img = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+            msg = f"Phase {phase.index} was resampled onto the reference phase grid (linear)."
+            warnings.append(msg)
+            log.warning(msg)
+        signals.append(sitk.GetArrayViewFromImage(img).ravel()[sel].astype(np.float64))
+    sums = np.stack([np.bincount(lab, weights=s, minlength=n + 1)[: n + 1] for s in signals])
+    s0, s1 = signals[0], signals[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pe = np.where(s0 > 0, (s1 - s0) / np.where(s0 > 0, s0, 1.0), -np.inf)
+    ftv_counts = np.bincount(lab[pe >= FTV_THRESHOLD], minlength=n + 1)[: n + 1]
+    ref_voxel_ml = float(np.prod(ref.GetSpacing())) / 1000.0
+    times = [p.time_s for p in study.phases]
+    early = _early_window(times)
+    for les in lesions:
+        c = int(counts[les.index])
+        if c == 0:
+            msg = f"Lesion {les.index} has no voxel on the study grid; no kinetics."
+            warnings.append(msg)
+            log.warning(msg)
+            continue
+        mean = sums[:, les.index] / c
+        les.kinetics = _curve(mean, times, early, float(ftv_counts[les.index]) * ref_voxel_ml, c)
+
+
+def _early_window(times: Sequence[float | None]) -> list[int]:
+    """Post-contrast phase indices in the early (initial) window."""
+    if len(times) < 2:
+        return []
+    t1 = times[1]
+    if t1 is None or any(t is None for t in times[1:]):
+        return [1]
+    return [k for k in range(1, len(times)) if (times[k] or 0.0) - t1 <= EARLY_WINDOW_S]
+
+
+def _curve(
+    mean: FloatArray, times: Sequence[float | None], early: list[int], ftv_ml: float, count: int
+) -> Kinetics:
+    s0, s1 = float(mean[0]), float(mean[1])
+    initial = 100.0 * (s1 - s0) / s0 if s0 > 0 else None
+    peak = max(early, key=lambda k: mean[k])
+    peak_pct = 100.0 * (float(mean[peak]) - s0) / s0 if s0 > 0 else None
+    phase = None
+    if peak_pct is not None:
+        phase = "slow" if peak_pct < 50 else ("fast" if peak_pct > 100 else "medium")
+    last = len(mean) - 1
+    change: float | None = None
+    curve = "n/a"
+    if last not in early and mean[peak] > 0:
+        change = 100.0 * (float(mean[last]) - float(mean[peak])) / float(mean[peak])
+        if change > CURVE_TOLERANCE_PCT:
+            curve = "persistent"
+        elif change < -CURVE_TOLERANCE_PCT:
+            curve = "washout"
+        else:
+            curve = "plateau"
+    return Kinetics(
+        times_s=list(times),
+        mean_signal=[float(v) for v in mean],
+        initial_enhancement_pct=initial,
+        initial_phase=phase,
+        early_peak_phase=int(peak),
+        early_peak_enhancement_pct=peak_pct,
+        delayed_change_pct=change,
+        curve_type=curve,
+        functional_tumor_volume_ml=ftv_ml,
+        voxels_on_study_grid=count,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Writing
+# ------------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(
+    report: LesionReport,
+    out_dir: Path,
+    *,
+    weights: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> list[Path]:
+    """Write ``report.json`` and ``report.md`` into ``out_dir`` (created when missing), atomically.
+
+    Parameters
+    ----------
+    report:
+        The measurements.
+    out_dir:
+        Output folder.
+    weights:
+        The weights used: one ``{"name", "sha256", "demo"}`` dict, or a mapping of task ->
+        such dicts (``{"breast": {...}, "tumor": {...}}``).
+    extra:
+        More top-level keys for report.json (e.g. the pipeline's run information).
+    force:
+        Replace existing report files.
+
+    Returns
+    -------
+    list of Path
+        The written files (json, md).
+
+    Raises
+    ------
+    OutputExistsError
+        When a report file exists and ``force`` is False.
+    OutputError
+        When the folder cannot be written.
+    """
+    out_dir = Path(out_dir)
+    targets = [out_dir / "report.json", out_dir / "report.md"]
+    if not force:
+        for t in targets:
+            if t.exists():
+                raise OutputExistsError(f"{str(t)!r} already exists; pass --force to replace it.")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        doc = report.to_dict(weights=weights, extra=extra)
+        _atomic_write(targets[0], json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        _atomic_write(targets[1], report.to_markdown(weights=weights))
+    except OSError as exc:
+        raise OutputError(
+            f"Could not write the report to {str(out_dir)!r}: {exc.strerror or exc}."
+        ) from None
+    return targets
+
+
+# ------------------------------------------------------------------------------------------------
+# DICOM SR (TID 1500 measurement report)
+# ------------------------------------------------------------------------------------------------
+
+SR_SERIES_DESCRIPTION = "breastai lesions - research use only, not a medical device"
+
+
+def write_sr(
+    report: LesionReport,
+    study: Study,
+    path: Path,
+    *,
+    weights: Mapping[str, Any] | None = None,
+    series_number: int = 9902,
+    force: bool = False,
+) -> Path:
+    """Write the lesion measurements as a DICOM Comprehensive 3-D SR (TID 1500, highdicom).
+
+    One measurement group per lesion (tracking identifier "lesion N", finding site breast with
+    laterality): longest 3-D diameter (Long axis, mm), longest in-plane diameter (Diameter, mm)
+    and volume (mL); the size-based T category as a qualitative evaluation in the private
+    coding scheme ``99BREASTAI``. The evidence is the reference phase's source instances. The
+    series description carries the research-use notice; the algorithm identification names
+    breastai and the weights.
+
+    Parameters
+    ----------
+    report:
+        The measurements (from a mask on the study's grid).
+    study:
+        The DICOM study the mask belongs to (its reference phase needs source files).
+    path:
+        Output file (written atomically).
+    weights:
+        As for :func:`write_report`; named in the algorithm identification.
+    series_number:
+        SeriesNumber of the SR.
+    force:
+        Replace an existing file.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    InputError
+        When the study has no DICOM source files.
+    OutputExistsError, OutputError
+        When the file exists (without ``force``) or cannot be written.
+    """
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputExistsError(f"{str(path)!r} already exists; pass --force to replace it.")
+    sources = list(study.reference.source_files)
+    if study.kind != "dicom" or not sources:
+        raise InputError(
+            "A DICOM SR needs a DICOM study with source files; this study was read from "
+            f"{study.kind!r} input. Write report.json/report.md instead."
+        )
+    evidence = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in dict.fromkeys(sources)]
+    names = [str(w.get("name", "")) for w in _weights_list(weights)] if weights else []
+    version = __version__ + (f" ({', '.join(names)})" if names else "")
+    algorithm = hd.sr.AlgorithmIdentification(name="breastai", version=version[:64])
+    device = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(), name="breastai", model_name=f"breastai {__version__}"[:64]
+        ),
+    )
+    groups = []
+    mm = codes.UCUM.Millimeter
+    ml = hd.sr.CodedConcept(value="mL", scheme_designator="UCUM", meaning="milliliter")
+    t_name = hd.sr.CodedConcept(
+        value="T-SIZE", scheme_designator="99BREASTAI", meaning="AJCC T category by size"
+    )
+    for les in report.lesions:
+        side = codes.SCT.Left if les.laterality == "left" else codes.SCT.Right
+        site = hd.sr.FindingSite(anatomic_location=codes.SCT.Breast, laterality=side)
+        measurements = [
+            hd.sr.Measurement(
+                name=codes.SCT.LongAxis, value=round(les.longest_diameter_mm, 2), unit=mm
+            ),
+            hd.sr.Measurement(
+                name=codes.SCT.Diameter, value=round(les.longest_in_plane_diameter_mm, 2), unit=mm
+            ),
+            hd.sr.Measurement(name=codes.SCT.Volume, value=round(les.volume_ml, 4), unit=ml),
+        ]
+        evaluations = []
+        if les.index == 1:
+            value = hd.sr.CodedConcept(
+                value=report.t_category, scheme_designator="99BREASTAI", meaning=report.t_category
+            )
+            evaluations.append(hd.sr.QualitativeEvaluation(name=t_name, value=value))
+        groups.append(
+            hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=generate_uid(), identifier=f"lesion {les.index}"
+                ),
+                finding_type=codes.SCT.Lesion,
+                finding_sites=[site],
+                algorithm_id=algorithm,
+                measurements=measurements,
+                qualitative_evaluations=evaluations or None,
+            )
+        )
+    content = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=device),
+        procedure_reported=codes.LN.BreastBilateralMrWoAndWContrastIv,
+        imaging_measurements=groups or None,
+    )
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=evidence,
+        content=content[0],
+        series_instance_uid=generate_uid(),
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="breastai",
+        series_description=SR_SERIES_DESCRIPTION,
+    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            sr.save_as(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise OutputError(f"Could not write {str(path)!r}: {exc.strerror or exc}.") from None
+    return path
