@@ -1,1 +1,220 @@
-"""Readers and writers: DICOM studies, NIfTI phases and masks, DICOM-SEG."""
+"""Readers and writers: DICOM studies, NIfTI phases and masks, DICOM-SEG.
+
+``load_study`` is the one entry point for study input (a DICOM folder, a folder of per-phase
+NIfTI files, or one 4-D NIfTI); ``read_image`` reads one image or a DICOM-SEG as a label image;
+``write_image`` writes one image atomically.
+"""
+
+# SimpleITK ships without type hints for its methods.
+# mypy: disable-error-code="no-untyped-call"
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import SimpleITK as sitk
+
+from breastai.errors import InputError, ParameterError, UnsupportedInputError
+from breastai.io.nifti import IMAGE_SUFFIXES, find_phase_files, read_nifti_study, write_image
+from breastai.study import Study
+
+__all__ = ["INFO_SCHEMA", "load_study", "read_image", "study_info", "write_image"]
+
+INFO_SCHEMA = "breastai.info/1"
+
+_READER_OPTIONS = {
+    "te_max_ms",
+    "min_phase_interval_s",
+    "tie_s",
+    "keep_all_pre",
+    "drop_incomplete_last",
+    "workers",
+}
+
+
+def _is_image_file(path: Path) -> bool:
+    return any(path.name.lower().endswith(s) for s in IMAGE_SUFFIXES)
+
+
+def load_study(
+    path: Path,
+    *,
+    dce_series: Sequence[str] = (),
+    study_uid: str | None = None,
+    times: Sequence[float] | None = None,
+    **options: Any,
+) -> Study:
+    """Load a DCE study: a DICOM folder, a folder of per-phase NIfTI files, or a 4-D NIfTI.
+
+    Parameters
+    ----------
+    path:
+        The study folder or file.
+    dce_series:
+        DICOM only: SeriesInstanceUIDs (or series numbers) of the DCE acquisition, overriding
+        the automatic choice.
+    study_uid:
+        DICOM only: the StudyInstanceUID to read when the folder holds several studies.
+    times:
+        Phase times in seconds (required for meaningful times with NIfTI input; overrides the
+        DICOM clocks).
+    **options:
+        DICOM reader options (:class:`breastai.io.dicom.ReaderOptions`): ``te_max_ms``,
+        ``min_phase_interval_s``, ``tie_s``, ``keep_all_pre``, ``drop_incomplete_last``,
+        ``workers``.
+
+    Returns
+    -------
+    Study
+        Phases in acquisition order (0 = pre-contrast), float32 images in LPS.
+
+    Raises
+    ------
+    InputError
+        (and its subclasses) with one sentence saying what was expected and found.
+    ParameterError
+        An unknown option.
+    """
+    unknown = sorted(set(options) - _READER_OPTIONS)
+    if unknown:
+        raise ParameterError(
+            f"unknown load_study option(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(sorted(_READER_OPTIONS))}."
+        )
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist; expected a study folder or a 4-D NIfTI file.")
+    if path.is_file() and _is_image_file(path):
+        return read_nifti_study(path, times=times)
+    if path.is_dir():
+        files, _ = find_phase_files(path)
+        if files:
+            return read_nifti_study(path, times=times)
+    from breastai.io.dicom import ReaderOptions, read_dicom_study
+
+    return read_dicom_study(
+        path,
+        dce_series=dce_series,
+        study_uid=study_uid,
+        times=times,
+        options=ReaderOptions(**options),
+    )
+
+
+def _geometry(image: sitk.Image) -> dict[str, Any]:
+    return {
+        "size": [int(v) for v in image.GetSize()],
+        "spacing": [round(float(v), 6) for v in image.GetSpacing()],
+        "origin": [round(float(v), 6) for v in image.GetOrigin()],
+        "direction": [round(float(v), 8) for v in image.GetDirection()],
+    }
+
+
+def study_info(study: Study) -> dict[str, Any]:
+    """The JSON-able description of a study printed by ``breastai info --json``.
+
+    The schema (``"schema": "breastai.info/1"``) is documented in docs/info-json.md: top-level
+    ``phases`` (one object per phase: index, label, size/spacing [x, y, z], origin, direction
+    (LPS, row-major 3x3), time_s, series_uid, n_slices, stacks), ``series`` and ``decisions``.
+    """
+    from breastai import RESEARCH_NOTICE
+
+    phases = []
+    for phase in study.phases:
+        entry: dict[str, Any] = {"index": phase.index, "label": phase.label}
+        entry.update(_geometry(phase.image))
+        entry["time_s"] = None if phase.time_s is None else round(float(phase.time_s), 3)
+        entry["series_uid"] = phase.series_uid
+        entry["n_slices"] = int(phase.image.GetSize()[2])
+        entry["n_files"] = len(set(phase.source_files))
+        entry["stacks"] = [_geometry(s) for s in phase.stacks]
+        phases.append(entry)
+    return {
+        "schema": INFO_SCHEMA,
+        "notice": RESEARCH_NOTICE,
+        "source": str(study.source),
+        "kind": study.kind,
+        "study_uid": study.study_uid,
+        "name": study.name,
+        "reference_phase": study.reference_index,
+        "phases": phases,
+        "series": study.series,
+        "decisions": study.decisions.to_dict(),
+    }
+
+
+def read_image(path: Path) -> sitk.Image:
+    """Read one image (NIfTI, NRRD, MHA) or a DICOM-SEG as a label image, geometry in LPS.
+
+    A DICOM-SEG becomes a uint16 label image whose value k marks segment k (overlapping segments:
+    the highest number wins), on the SEG's own grid.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file.
+    UnsupportedInputError
+        A format breastai cannot read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist; expected an image file.")
+    if _is_image_file(path):
+        try:
+            return sitk.ReadImage(str(path))
+        except RuntimeError as exc:
+            raise InputError(
+                f"Could not read {path} as an image ({str(exc).strip()[-160:]})."
+            ) from None
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    if head[128:132] != b"DICM":
+        raise UnsupportedInputError(
+            f"{path} is neither NIfTI/NRRD/MHA nor DICOM; expected a mask image or a DICOM-SEG."
+        )
+    return _read_seg(path)
+
+
+def _read_seg(path: Path) -> sitk.Image:
+    import highdicom as hd
+
+    try:
+        seg = hd.seg.segread(str(path))
+    except Exception as exc:
+        raise UnsupportedInputError(
+            f"{path} is DICOM but not a readable DICOM-SEG ({type(exc).__name__}: {exc})."
+        ) from None
+    numbers = list(seg.segment_numbers)
+    try:
+        volume = seg.get_volume(combine_segments=True, skip_overlap_checks=True)
+    except Exception as exc:
+        raise UnsupportedInputError(
+            f"{path}: the DICOM-SEG frames do not form one regular volume ({exc})."
+        ) from None
+    if volume is None:
+        raise UnsupportedInputError(f"{path}: the DICOM-SEG holds no frames.")
+    import numpy as np
+
+    array = np.asarray(volume.array)
+    if array.ndim != 3:
+        raise UnsupportedInputError(f"{path}: the DICOM-SEG volume is not 3-D ({array.shape}).")
+    affine = np.asarray(volume.affine, dtype=float)  # (i, j, k) array index -> LPS
+    columns = affine[:3, :3]
+    spacing = np.linalg.norm(columns, axis=0)
+    dtype = np.uint16 if (not numbers or max(numbers) < 65536) else np.uint32
+    direction = columns[:, ::-1] / spacing[::-1]  # sitk x = k, y = j, z = i
+    origin = affine[:3, 3].copy()
+    if float(np.dot(direction[:, 2], np.cross(direction[:, 0], direction[:, 1]))) < 0:
+        # slices stored against the row x column normal: flip so z = row x col, as the reader does
+        origin = origin + direction[:, 2] * spacing[0] * (array.shape[0] - 1)
+        direction[:, 2] = -direction[:, 2]
+        array = array[::-1]
+    image = sitk.GetImageFromArray(
+        np.ascontiguousarray(array.astype(dtype))
+    )  # (i, j, k) as (z, y, x)
+    image.SetSpacing(tuple(float(v) for v in spacing[::-1]))
+    image.SetDirection(tuple(float(v) for v in direction.ravel()))
+    image.SetOrigin(tuple(float(v) for v in origin))
+    return image

@@ -1,0 +1,1361 @@
+"""Read a DCE study from a DICOM folder: select the DCE acquisition, group and check its phases.
+
+dicom-rules.md §1 is the specification. Tags propose, geometry decides:
+
+1. :func:`breastai.io.dicom_index.index_folder` reads every header (one record per frame).
+2. :mod:`breastai.io.dicom_select` excludes non-DCE series and scores the candidates.
+3. :func:`read_dicom_study` assembles the winner across series (split series, pre + post,
+   split bilateral), tries the ranked phase keys (§1.4) and accepts the first whose groups pass
+   every per-phase invariant (§1.5), orders the phases by their clock (§1.6), reads the pixels
+   of each phase in sorted order and builds one float32 ``SimpleITK.Image`` per phase with its
+   LPS origin, spacing and direction set explicitly. A series reader is never pointed at a
+   multi-phase series.
+
+Every decision goes to the :class:`~breastai.study.DecisionLog`; whatever cannot be assembled
+without guessing raises an :class:`~breastai.errors.InputError` subclass with one sentence.
+"""
+
+# SimpleITK ships without type hints for its methods.
+# mypy: disable-error-code="no-untyped-call"
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.dataset import Dataset
+
+from breastai.errors import (
+    AmbiguousStudyError,
+    InconsistentGeometryError,
+    InputError,
+    NoDCESeriesError,
+    ParameterError,
+    UnsupportedInputError,
+)
+from breastai.io.dicom_index import FrameRecord, SeriesIndex, index_folder
+from breastai.io.dicom_select import (
+    Candidate,
+    Unit,
+    build_units,
+    exclusion_reason,
+    score_candidates,
+)
+from breastai.study import DecisionLog, Phase, Study
+
+__all__ = ["ReaderOptions", "check_decoder", "list_series", "read_dicom_study", "select_series"]
+
+logger = logging.getLogger(__name__)
+
+_DECODER_PACKAGES = {
+    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg or python-gdcm",
+    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg or python-gdcm",
+    "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg or python-gdcm",
+    "1.2.840.10008.1.2.4.70": "pylibjpeg-libjpeg or python-gdcm",
+    "1.2.840.10008.1.2.4.80": "pylibjpeg-libjpeg or python-gdcm",
+    "1.2.840.10008.1.2.4.81": "pylibjpeg-libjpeg or python-gdcm",
+    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg or python-gdcm",
+    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg or python-gdcm",
+    "1.2.840.10008.1.2.4.201": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.202": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.5": "pylibjpeg-rle (or numpy only)",
+}
+_UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99"}
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    """Options of :func:`read_dicom_study` (documented defaults).
+
+    Attributes
+    ----------
+    te_max_ms:
+        Series with a longer echo time are not T1-weighted DCE (§1.1 rule 4).
+    min_phase_interval_s:
+        A clock is accepted only if it spans at least ``(phases - 1) * min_phase_interval_s``.
+    tie_s:
+        Phase start times closer than this count as ties (the clock is rejected).
+    keep_all_pre:
+        Keep every pre-contrast acquisition instead of only the last one (§1.3).
+    drop_incomplete_last:
+        Drop an incomplete last phase with a warning (True) or refuse (False).
+    workers:
+        Processes for the header pass (None: automatic).
+    """
+
+    te_max_ms: float = 20.0
+    min_phase_interval_s: float = 5.0
+    tie_s: float = 2.0
+    keep_all_pre: bool = False
+    drop_incomplete_last: bool = True
+    workers: int | None = None
+
+
+class _KeyRejected(Exception):
+    """A grouping key failed an invariant that a better key may satisfy."""
+
+
+@dataclass
+class _Group:
+    """Frames of one phase (one stack), sorted along the slice normal."""
+
+    key: Hashable
+    frames: list[FrameRecord]
+    s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    time: float | None = None
+
+
+@dataclass
+class _Assembly:
+    groups: list[_Group]
+    key_name: str
+    clock: str
+    spacing: float
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# pixels
+
+
+class _PixelReader:
+    """Reads stored pixel data of frames, caching multi-frame files and slice hashes."""
+
+    def __init__(self) -> None:
+        self._multi: dict[Path, np.ndarray] = {}
+        self._hash: dict[tuple[Path, int], int] = {}
+
+    def clear(self) -> None:
+        self._multi.clear()
+
+    @staticmethod
+    def _decode(path: Path) -> np.ndarray:
+        try:
+            ds = pydicom.dcmread(path)
+        except Exception as exc:
+            raise InputError(
+                f"Could not read the pixel data of {path} ({type(exc).__name__}: {exc}); "
+                "the file is damaged: remove it or re-export the study."
+            ) from None
+        return _pixels(ds, path)
+
+    @staticmethod
+    def _tail(rec: FrameRecord) -> np.ndarray | None:
+        """Fast path for uncompressed little-endian single-frame files whose last element is the
+        pixel data: read the pixel bytes straight from the end of the file after checking the
+        PixelData element header in front of them (tag, VR and length). None: use pydicom."""
+        if rec.transfer_syntax not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"):
+            return None
+        if rec.bits_allocated not in (8, 16, 32) or rec.samples_per_pixel != 1:
+            return None
+        nbytes = rec.rows * rec.cols * (rec.bits_allocated // 8)
+        explicit = rec.transfer_syntax == "1.2.840.10008.1.2.1"
+        head_len = 12 if explicit else 8
+        try:
+            with open(rec.path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                if size < nbytes + head_len + 132:
+                    return None
+                fh.seek(size - nbytes - head_len)
+                head = fh.read(head_len)
+                if explicit:
+                    ok = head[:4] == b"\xe0\x7f\x10\x00" and head[4:6] in (b"OW", b"OB")
+                    ok = ok and head[6:8] == b"\x00\x00"
+                else:
+                    ok = head[:4] == b"\xe0\x7f\x10\x00"
+                if not ok or int.from_bytes(head[-4:], "little") != nbytes:
+                    return None
+                kind = "i" if rec.signed else "u"
+                dtype = np.dtype(f"<{kind}{rec.bits_allocated // 8}")
+                data = np.frombuffer(fh.read(nbytes), dtype=dtype)
+        except OSError:
+            return None
+        if data.size != rec.rows * rec.cols:
+            return None
+        return data.reshape(rec.rows, rec.cols)
+
+    def frame(self, rec: FrameRecord) -> np.ndarray:
+        if rec.frame == 0:
+            fast = self._tail(rec)
+            if fast is not None:
+                return fast
+            arr = self._decode(rec.path)
+            return arr[0] if arr.ndim == 3 else arr
+        cached = self._multi.get(rec.path)
+        if cached is None:
+            cached = self._decode(rec.path)
+            if cached.ndim == 2:
+                cached = cached[None]
+            self._multi[rec.path] = cached
+        arr = cached
+        if rec.frame > arr.shape[0]:
+            raise InputError(
+                f"{rec.path} declares frame {rec.frame} but holds {arr.shape[0]} frames; "
+                "the file is truncated: re-export the study."
+            )
+        frame: np.ndarray = arr[rec.frame - 1]
+        return frame
+
+    def digest(self, rec: FrameRecord) -> int:
+        key = (rec.path, rec.frame)
+        if key not in self._hash:
+            self._hash[key] = hash(self.frame(rec).tobytes())
+        return self._hash[key]
+
+
+def _pixels(ds: Dataset, path: Path) -> np.ndarray:
+    """Stored values of a dataset's pixel data; one clear error for truncation or decoders."""
+    if "PixelData" not in ds:
+        raise InputError(f"{path} has no pixel data; re-export the study with images.")
+    meta = getattr(ds, "file_meta", None)
+    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 16))
+    if ts in _UNCOMPRESSED and ts != "1.2.840.10008.1.2.1.99" and bits in (8, 16, 32):
+        signed = int(ds.get("PixelRepresentation", 0)) == 1
+        dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}").newbyteorder("<")
+        raw = ds.PixelData
+        expected = rows * cols * frames * (bits // 8)
+        if len(raw) < expected:
+            raise InputError(
+                f"{path} has truncated pixel data ({len(raw)} of {expected} bytes); "
+                "the file is damaged: remove it or re-export the study."
+            )
+        arr = np.frombuffer(raw, dtype=dtype, count=rows * cols * frames)
+        return arr.reshape(frames, rows, cols) if frames > 1 else arr.reshape(rows, cols)
+    check_decoder(ts)
+    try:
+        return np.asarray(ds.pixel_array)
+    except (ValueError, EOFError) as exc:
+        raise InputError(
+            f"{path} has truncated or damaged pixel data ({exc}); remove it or re-export the study."
+        ) from None
+    except (NotImplementedError, RuntimeError) as exc:
+        raise UnsupportedInputError(
+            f"{path}: pixel data in transfer syntax {ts} could not be decoded ({exc}); "
+            f"install {_DECODER_PACKAGES.get(ts, 'a pydicom pixel data plugin')}."
+        ) from None
+
+
+def check_decoder(ts: str) -> None:
+    """Raise UnsupportedInputError naming the transfer syntax and the package that decodes it."""
+    if not ts or ts in _UNCOMPRESSED:
+        return
+    from pydicom.pixels.decoders.base import get_decoder
+
+    try:
+        name = pydicom.uid.UID(ts).name
+    except Exception:
+        name = ts
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError:
+        raise UnsupportedInputError(
+            f"The study uses transfer syntax {ts} ({name}), which breastai cannot decode; "
+            "re-export it uncompressed or as JPEG Lossless / JPEG 2000."
+        ) from None
+    if not decoder.is_available:
+        raise UnsupportedInputError(
+            f"The study uses transfer syntax {ts} ({name}) but no decoder is installed; "
+            f"install {_DECODER_PACKAGES.get(ts, 'a pydicom pixel data plugin')}."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# geometry
+
+
+def _orthonormal(iop: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    row = np.asarray(iop[:3], dtype=float)
+    col = np.asarray(iop[3:6], dtype=float)
+    nr, nc = float(np.linalg.norm(row)), float(np.linalg.norm(col))
+    if abs(nr - 1) > 1e-2 or abs(nc - 1) > 1e-2 or abs(float(np.dot(row, col))) > 1e-2:
+        raise InconsistentGeometryError(
+            f"ImageOrientationPatient {list(iop)} is not two orthogonal unit vectors; "
+            "the headers are damaged."
+        )
+    row = row / nr
+    col = col - np.dot(col, row) * row
+    col = col / float(np.linalg.norm(col))
+    return row, col, np.cross(row, col)
+
+
+def _pos(n: np.ndarray, f: FrameRecord) -> float:
+    """Position of a frame along the slice normal (s = n . IPP); frames here always have IPP."""
+    return float(np.dot(n, f.ipp)) if f.ipp is not None else math.nan
+
+
+def _positions(frames: Sequence[FrameRecord], n: np.ndarray) -> np.ndarray:
+    return np.asarray([_pos(n, f) for f in frames if f.ipp is not None])
+
+
+def _check_spacing(s: np.ndarray, label: str) -> float:
+    """Median slice spacing of sorted positions; raise on missing slices or irregular spacing."""
+    if len(s) < 2:
+        return 0.0
+    ds = np.diff(s)
+    med = float(np.median(ds))
+    if med <= 0:
+        raise InconsistentGeometryError(f"{label}: slices do not advance along the normal.")
+    tol = max(0.01 * med, 0.05)
+    bad = np.flatnonzero(np.abs(ds - med) > tol)
+    if bad.size == 0:
+        return med
+    ratios = ds[bad] / med
+    if np.all(np.abs(ratios - np.round(ratios)) * med <= tol) and np.all(np.round(ratios) >= 2):
+        where = ", ".join(
+            f"after slice index {int(i)} (s={s[i]:.2f} mm, gap {ds[i]:.2f} mm)" for i in bad[:5]
+        )
+        missing = int(np.sum(np.round(ratios) - 1))
+        raise InconsistentGeometryError(
+            f"{label}: {missing} slice(s) missing {where} where the spacing is {med:.3f} mm; "
+            "re-export the complete series (breastai does not guess missing slices)."
+        )
+    raise InconsistentGeometryError(
+        f"{label}: slice spacing is not uniform (median {med:.3f} mm, found "
+        f"{float(ds.min()):.3f}-{float(ds.max()):.3f} mm at slice index {int(bad[0])}); "
+        "resample the series to a regular grid first."
+    )
+
+
+def _check_tilt(frames: Sequence[FrameRecord], n: np.ndarray, label: str) -> None:
+    if len(frames) < 2 or frames[0].ipp is None or frames[-1].ipp is None:
+        return
+    d = np.asarray(frames[-1].ipp) - np.asarray(frames[0].ipp)
+    norm = float(np.linalg.norm(d))
+    if norm == 0:
+        return
+    angle = math.degrees(math.acos(min(1.0, abs(float(np.dot(d, n))) / norm)))
+    if angle > 0.5:
+        raise InconsistentGeometryError(
+            f"{label}: the slice stack is sheared by {angle:.2f} degrees from the slice normal "
+            "(gantry tilt); breastai does not read tilted stacks: resample to an orthogonal "
+            "grid first."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# grouping keys
+
+
+def _series_key(getter: Callable[[FrameRecord], Any]) -> Callable[[FrameRecord], Any]:
+    return lambda r: (r.series_uid, getter(r))
+
+
+def _tp_index(r: FrameRecord) -> int | None:
+    return r.tp_index if r.tp_index is not None else r.tp_index_div
+
+
+def _keys(frames: Sequence[FrameRecord]) -> list[tuple[str, Callable[[FrameRecord], Any]]]:
+    keys: list[tuple[str, Callable[[FrameRecord], Any]]] = []
+    if any(_tp_index(f) is not None for f in frames):
+        keys.append(("TemporalPositionIndex", _series_key(_tp_index)))
+        if any(f.dim_extra for f in frames):
+            keys.append(
+                (
+                    "TemporalPositionIndex + other dimensions",
+                    _series_key(lambda r: (_tp_index(r), r.dim_extra)),
+                )
+            )
+    if any(f.dim_extra for f in frames):
+        keys.append(("DimensionIndexValues (non-spatial)", _series_key(lambda r: r.dim_extra)))
+    if any(f.tpi is not None for f in frames):
+        keys.append(("TemporalPositionIdentifier", _series_key(lambda r: r.tpi)))
+    if any(f.ge_run is not None for f in frames):
+        keys.append(("GE RawDataRunNumber", _series_key(lambda r: r.ge_run)))
+    if len({f.series_uid for f in frames}) > 1:
+        keys.append(("separate series", lambda r: r.series_uid))
+    if any(f.acquisition_number is not None for f in frames):
+        keys.append(("AcquisitionNumber", _series_key(lambda r: r.acquisition_number)))
+    return keys
+
+
+def _clock_seconds(r: FrameRecord, name: str) -> float | None:
+    if name == "ContentTime":
+        return r.content_dt.timestamp() if r.content_dt else None
+    if name == "TriggerTime":
+        return r.trigger_time_ms / 1000.0 if r.trigger_time_ms is not None else None
+    if name == "AcquisitionTime":
+        return r.acq_dt.timestamp() if r.acq_dt else None
+    if name == "MRImageDynamicScanBeginTime":
+        return r.philips_dyn_time_s
+    if name == "FrameAcquisitionDateTime":
+        return r.frame_acq_dt.timestamp() if r.frame_acq_dt else None
+    return None
+
+
+def _cluster_clock(
+    frames: Sequence[FrameRecord], name: str, n_expected: int
+) -> dict[int, int] | None:
+    """Cluster a clock with a 2 s merge gap; None unless it gives ``n_expected`` clusters."""
+    values = [_clock_seconds(f, name) for f in frames]
+    if any(v is None for v in values):
+        return None
+    distinct = sorted({float(v) for v in values if v is not None})
+    cluster_of: dict[float, int] = {}
+    cid = 0
+    for k, v in enumerate(distinct):
+        if k and v - distinct[k - 1] > 2.0:
+            cid += 1
+        cluster_of[v] = cid
+    if cid + 1 != n_expected:
+        return None
+    return {
+        id(f): cluster_of[float(v)] for f, v in zip(frames, values, strict=True) if v is not None
+    }
+
+
+def _position_major(
+    frames: Sequence[FrameRecord],
+    n: np.ndarray,
+    order: Callable[[FrameRecord], Any],
+    distinct: Callable[[FrameRecord], Any] | None = None,
+) -> dict[int, int] | None:
+    by_pos: dict[float, list[FrameRecord]] = {}
+    for f in frames:
+        by_pos.setdefault(round(_pos(n, f), 2), []).append(f)
+    counts = {len(v) for v in by_pos.values()}
+    if len(counts) != 1 or min(counts) < 2:
+        return None
+    if distinct is not None and any(
+        len({distinct(f) for f in members}) != len(members) for members in by_pos.values()
+    ):
+        return None
+    out: dict[int, int] = {}
+    for members in by_pos.values():
+        for k, f in enumerate(sorted(members, key=order)):
+            out[id(f)] = k
+    return out
+
+
+def _partition(frames: Sequence[FrameRecord], key: Callable[[FrameRecord], Any]) -> list[_Group]:
+    groups: dict[Any, list[FrameRecord]] = {}
+    for f in frames:
+        groups.setdefault(key(f), []).append(f)
+    return [_Group(k, v) for k, v in groups.items()]
+
+
+def _natural(value: Any) -> tuple[Any, ...]:
+    """A sort key for mixed key values (numbers before strings, None first)."""
+    if value is None:
+        return (0, 0, "")
+    if isinstance(value, tuple):
+        return (1, 0, tuple(_natural(v) for v in value))
+    if isinstance(value, int | float):
+        return (1, float(value), "")
+    return (2, 0, str(value))
+
+
+# --------------------------------------------------------------------------------------------
+# clocks (§1.6)
+
+
+_CLOCKS_GENERIC: tuple[tuple[str, Callable[[FrameRecord], float | None], bool], ...] = (
+    (
+        "FrameAcquisitionDateTime",
+        lambda r: r.frame_acq_dt.timestamp() if r.frame_acq_dt else None,
+        False,
+    ),
+    (
+        "FrameReferenceDateTime",
+        lambda r: r.frame_ref_dt.timestamp() if r.frame_ref_dt else None,
+        False,
+    ),
+    ("AcquisitionDateTime", lambda r: r.acq_dt.timestamp() if r.acq_dt else None, False),
+)
+_CLOCKS_PHILIPS = (
+    (
+        "TriggerTime (Philips dynamic start)",
+        lambda r: r.trigger_time_ms / 1000.0 if r.trigger_time_ms is not None else None,
+        False,
+    ),
+    ("MRImageDynamicScanBeginTime", lambda r: r.philips_dyn_time_s, False),
+)
+_CLOCKS_LATE = (
+    ("ContentDateTime", lambda r: r.content_dt.timestamp() if r.content_dt else None, False),
+    (
+        "TriggerTime",
+        lambda r: r.trigger_time_ms / 1000.0 if r.trigger_time_ms is not None else None,
+        True,
+    ),
+    ("SeriesDateTime", lambda r: r.series_dt.timestamp() if r.series_dt else None, False),
+)
+
+
+def _choose_clock(
+    groups: Sequence[_Group], opts: ReaderOptions
+) -> tuple[str, list[float] | None, list[str]]:
+    """Pick the first acceptable clock; returns (name, per-group start seconds, notes)."""
+    philips = any(f.is_philips for g in groups for f in g.frames[:1])
+    clocks = list(_CLOCKS_GENERIC) + (list(_CLOCKS_PHILIPS) if philips else []) + list(_CLOCKS_LATE)
+    if philips:
+        clocks = [c for c in clocks if c[0] != "TriggerTime"]
+    notes: list[str] = []
+    n = len(groups)
+    for name, getter, constant in clocks:
+        starts: list[float] = []
+        spreads: list[float] = []
+        ok = True
+        for g in groups:
+            values = [getter(f) for f in g.frames]
+            real = [v for v in values if v is not None]
+            if len(real) != len(values) or not real:
+                ok = False
+                break
+            starts.append(min(real))
+            spreads.append(max(real) - min(real))
+        if not ok:
+            continue
+        starts = _unwrap(starts)
+        order = sorted(starts)
+        gaps = np.diff(order) if n > 1 else np.zeros(0)
+        if n > 1 and (float(gaps.min()) < opts.tie_s):
+            notes.append(
+                f"clock {name} rejected: phases start within {opts.tie_s:g} s of each other"
+            )
+            continue
+        if n > 1 and order[-1] - order[0] < (n - 1) * opts.min_phase_interval_s:
+            notes.append(
+                f"clock {name} rejected: spans {order[-1] - order[0]:.1f} s "
+                f"< {(n - 1) * opts.min_phase_interval_s:g} s"
+            )
+            continue
+        if constant and max(spreads) > 0.5:
+            notes.append(f"clock {name} rejected: varies within a phase (slice timing)")
+            continue
+        if n > 1 and max(spreads) >= float(gaps.min()):
+            notes.append(f"clock {name} rejected: varies within a phase more than between phases")
+            continue
+        return name, starts, notes
+    return "", None, notes
+
+
+def _unwrap(starts: list[float]) -> list[float]:
+    """Midnight rollover for clocks whose date was missing (times on the placeholder day)."""
+    if starts and max(starts) - min(starts) > 43200.0:
+        low = min(starts)
+        return [v + 86400.0 if v - low < 43200.0 else v for v in starts]
+    return starts
+
+
+# --------------------------------------------------------------------------------------------
+# assembly of one stack
+
+
+def _drop_duplicates(
+    group: _Group, n: np.ndarray, pixels: _PixelReader, label: str, warnings: list[str]
+) -> None:
+    """Sort a group along n; drop identical duplicates; reject the key on conflicting repeats."""
+    frames = sorted(group.frames, key=lambda f: _pos(n, f))
+    s = _positions(frames, n)
+    keep: list[FrameRecord] = []
+    keep_s: list[float] = []
+    runs: list[list[int]] = []
+    for i in range(len(frames)):
+        if runs and abs(s[i] - s[runs[-1][0]]) < 1e-3 * max(1.0, abs(s[i])) + 1e-3:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    repeated = [r for r in runs if len(r) > 1]
+    if repeated:
+        centre = float(np.median(s))
+        for run in sorted(repeated, key=lambda r: abs(s[r[0]] - centre)):
+            digests = {pixels.digest(frames[i]) for i in run}
+            if len(digests) > 1:
+                raise _KeyRejected(
+                    f"repeated slice position s={s[run[0]]:.2f} mm with different pixel data "
+                    f"in {label}"
+                )
+    for run in runs:
+        keep.append(frames[run[0]])
+        keep_s.append(float(s[run[0]]))
+        if len(run) > 1:
+            names = ", ".join(frames[i].path.name for i in run[1:])
+            warnings.append(
+                f"dropped {len(run) - 1} duplicate slice(s) at s={s[run[0]]:.2f} mm ({names})"
+            )
+    group.frames = keep
+    group.s = np.asarray(keep_s)
+
+
+def _assemble_stack(
+    frames: list[FrameRecord], n: np.ndarray, pixels: _PixelReader, opts: ReaderOptions, label: str
+) -> _Assembly:
+    """Find the phase key for one stack of frames (same orientation) and check §1.5."""
+    rejections: list[str] = []
+    pending: InconsistentGeometryError | None = None
+    seen: set[frozenset[frozenset[int]]] = set()
+    single_phase = False
+    positions = len({round(_pos(n, f), 2) for f in frames})
+    candidates: list[tuple[str, Callable[[], list[_Group] | None]]] = []
+    for name, key in _keys(frames):
+        candidates.append((name, lambda key=key: _partition(frames, key)))  # type: ignore[misc]
+    n_expected = len(frames) // positions if positions else 0
+    philips = any(f.is_philips for f in frames[:1])
+    clock_names = ["FrameAcquisitionDateTime"] if any(f.frame for f in frames) else []
+    clock_names += (
+        ["TriggerTime", "MRImageDynamicScanBeginTime"]
+        if philips
+        else ["ContentTime", "TriggerTime", "AcquisitionTime"]
+    )
+    for cname in clock_names:
+
+        def _clock_groups(cname: str = cname) -> list[_Group] | None:
+            mapping = _cluster_clock(frames, cname, n_expected)
+            return None if mapping is None else _partition(frames, lambda r: mapping[id(r)])
+
+        candidates.append((f"clock {cname} (2 s clusters)", _clock_groups))
+
+    def _pm(
+        order: Callable[[FrameRecord], Any], distinct: Callable[[FrameRecord], Any] | None = None
+    ) -> Callable[[], list[_Group] | None]:
+        def build() -> list[_Group] | None:
+            mapping = _position_major(frames, n, order, distinct)
+            return None if mapping is None else _partition(frames, lambda r: mapping[id(r)])
+
+        return build
+
+    if any(f.acq_dt for f in frames):
+        candidates.append(
+            (
+                "position-major AcquisitionTime",
+                _pm(
+                    lambda r: (r.acq_dt.timestamp() if r.acq_dt else 0.0, r.instance_number or 0),
+                    lambda r: r.acq_dt,
+                ),
+            )
+        )
+    if not philips:
+        candidates.append(
+            (
+                "position-major InstanceNumber (low confidence)",
+                _pm(lambda r: (r.instance_number or 0, r.frame)),
+            )
+        )
+    for name, build in candidates:
+        groups = build()
+        if groups is None:
+            rejections.append(f"{name}: not applicable")
+            continue
+        signature = frozenset(frozenset(id(f) for f in g.frames) for g in groups)
+        if signature in seen:
+            continue
+        seen.add(signature)
+        try:
+            assembly = _check_groups(groups, n, pixels, opts, name, label)
+        except _KeyRejected as exc:
+            rejections.append(f"{name}: {exc}")
+            if str(exc).startswith("one phase"):
+                single_phase = True
+            continue
+        except InconsistentGeometryError as exc:
+            if pending is None:
+                pending = exc
+            rejections.append(f"{name}: {exc}")
+            continue
+        assembly.notes[:0] = [f"key rejected: {r}" for r in rejections]
+        return assembly
+    if pending is not None:
+        raise pending
+    if single_phase:
+        raise NoDCESeriesError(
+            f"{label} holds a single phase ({positions} slices); a DCE study needs at least two "
+            "phases sharing one geometry: pass the other phases' series with --dce-series, or "
+            "check that the export is complete."
+        )
+    raise InconsistentGeometryError(
+        f"{label}: no grouping key splits its {len(frames)} frames into phases with one "
+        f"consistent geometry ({'; '.join(rejections[-3:])}); pass --dce-series to choose series."
+    )
+
+
+def _check_groups(
+    groups: list[_Group],
+    n: np.ndarray,
+    pixels: _PixelReader,
+    opts: ReaderOptions,
+    key_name: str,
+    label: str,
+) -> _Assembly:
+    warnings: list[str] = []
+    notes: list[str] = []
+    for g in groups:
+        _drop_duplicates(g, n, pixels, label, warnings)
+    if len(groups) < 2:
+        raise _KeyRejected("one phase only")
+    # order: clock if one is acceptable, else key value
+    clock, starts, clock_notes = _choose_clock(groups, opts)
+    notes.extend(clock_notes)
+    if starts is not None:
+        for g, t in zip(groups, starts, strict=True):
+            g.time = t
+        groups.sort(key=lambda g: (g.time if g.time is not None else 0.0, _natural(g.key)))
+    else:
+        groups.sort(key=lambda g: _natural(g.key))
+    # position sets: reference = most common
+    sets = Counter(tuple(np.round(g.s, 1).tolist()) for g in groups)
+    ref_set, _ = sets.most_common(1)[0]
+    ref = next(g for g in groups if tuple(np.round(g.s, 1).tolist()) == ref_set)
+    spacing = float(np.median(np.diff(ref.s))) if len(ref.s) > 1 else 0.0
+    tol = max(0.1 * spacing, 0.01)
+
+    def matches(g: _Group) -> bool:
+        return len(g.s) == len(ref.s) and bool(np.all(np.abs(g.s - ref.s) <= tol))
+
+    def subset(g: _Group) -> bool:
+        return all(np.min(np.abs(ref.s - v)) <= tol for v in g.s) and len(g.s) < len(ref.s)
+
+    bad = [k for k, g in enumerate(groups) if not matches(g)]
+    if bad:
+        if bad == [len(groups) - 1] and subset(groups[-1]) and len(groups) > 2:
+            last = groups[-1]
+            if not opts.drop_incomplete_last:
+                raise InconsistentGeometryError(
+                    f"{label}: the last phase is incomplete ({len(last.s)} of {len(ref.s)} slices)."
+                )
+            warnings.append(
+                f"dropped the incomplete last phase ({len(last.s)} of {len(ref.s)} slices; "
+                "aborted acquisition?)"
+            )
+            groups = groups[:-1]
+        elif all(subset(groups[k]) for k in bad):
+            k = bad[0]
+            missing = [int(i) for i, v in enumerate(ref.s) if np.min(np.abs(groups[k].s - v)) > tol]
+            raise InconsistentGeometryError(
+                f"{label}: phase {k} lacks {len(missing)} of {len(ref.s)} slices (slice index "
+                f"{', '.join(map(str, missing[:5]))}, s={ref.s[missing[0]]:.2f} mm) that the other "
+                "phases have; re-export the complete series."
+            )
+        else:
+            counts = sorted({len(g.s) for g in groups})
+            raise _KeyRejected(f"phases have different slice positions (slice counts {counts})")
+    for g in groups:
+        iops = {tuple(np.round(f.iop, 4)) for f in g.frames if f.iop is not None}
+        if len(iops) > 1:
+            raise _KeyRejected("more than one orientation within a phase")
+        dims = {(f.rows, f.cols, f.pixel_spacing, f.frame_of_reference_uid) for f in g.frames}
+        if len(dims) > 1:
+            raise InconsistentGeometryError(
+                f"{label}: slices of one phase differ in matrix size, pixel spacing or frame of "
+                "reference; the phases must be resampled before use."
+            )
+    spacing = _check_spacing(groups[0].s, label)
+    for g in groups:
+        _check_tilt(g.frames, n, label)
+    # the same in-plane position for every slice of every phase (a stack, not a mosaic)
+    first = groups[0].frames[0]
+    if first.iop is not None and first.pixel_spacing is not None:
+        row, col = np.asarray(first.iop[:3]), np.asarray(first.iop[3:6])
+        tol_xy = 0.1 * min(first.pixel_spacing) + 1e-3
+        ipp0 = np.asarray(first.ipp, dtype=float)
+        ref_xy = np.array([np.dot(row, ipp0), np.dot(col, ipp0)])
+        for g in groups:
+            ipps = np.asarray([f.ipp for f in g.frames], dtype=float)
+            xy = np.column_stack([ipps @ row, ipps @ col])
+            if np.max(np.abs(xy - ref_xy)) > tol_xy:
+                raise _KeyRejected("slices or phases are displaced in-plane (several stacks mixed)")
+    shapes = {(f.rows, f.cols, f.pixel_spacing) for g in groups for f in g.frames}
+    if len(shapes) > 1:
+        raise InconsistentGeometryError(
+            f"{label}: the phases differ in matrix size or pixel spacing "
+            f"({', '.join(f'{r}x{c} @ {ps}' for r, c, ps in sorted(shapes, key=str)[:3])}); "
+            "resample them onto one grid (e.g. NIfTI input) before use."
+        )
+    if starts is None:
+        clock = ""
+    return _Assembly(groups, key_name, clock, spacing, warnings, notes)
+
+
+# --------------------------------------------------------------------------------------------
+# volumes
+
+
+def _build_image(frames: Sequence[FrameRecord], pixels: _PixelReader, spacing: float) -> sitk.Image:
+    first = frames[0]
+    if first.iop is None or first.ipp is None or first.pixel_spacing is None:
+        raise InconsistentGeometryError(f"{first.path}: image geometry is missing.")
+    row, col, n = _orthonormal(first.iop)
+    volume = np.empty((len(frames), first.rows, first.cols), dtype=np.float32)
+
+    def load(k: int) -> None:
+        f = frames[k]
+        arr = pixels.frame(f)
+        if arr.shape != (first.rows, first.cols):
+            raise InconsistentGeometryError(
+                f"{f.path}: pixel data is {arr.shape}, expected {(first.rows, first.cols)}."
+            )
+        np.multiply(arr, np.float32(f.slope), out=volume[k], casting="unsafe")
+        if f.intercept:
+            volume[k] += np.float32(f.intercept)
+
+    for k in range(len(frames)):  # serial: decoding holds the GIL, threads only add contention
+        load(k)
+    image = sitk.GetImageFromArray(volume, isVector=False)
+    image.SetOrigin(tuple(float(v) for v in first.ipp))
+    ps = first.pixel_spacing
+    image.SetSpacing((float(ps[1]), float(ps[0]), float(spacing) if spacing > 0 else 1.0))
+    direction = np.column_stack([row, col, n])
+    image.SetDirection(tuple(float(v) for v in direction.ravel()))
+    return image
+
+
+# --------------------------------------------------------------------------------------------
+# study-level
+
+
+def _study_filter(index: SeriesIndex, study_uid: str | None) -> list[FrameRecord]:
+    records = index.records
+    images = [r for r in records if r.image]
+    if not images:
+        if index.n_files == 0:
+            raise InputError(
+                f"{index.root} is empty; expected a folder of DICOM files of one study."
+            )
+        parts = []
+        if index.problems:
+            parts.append(f"{len(index.problems)} damaged or unreadable")
+        if index.n_non_dicom:
+            parts.append(f"{index.n_non_dicom} non-DICOM")
+        if index.n_dicomdir:
+            parts.append(f"{index.n_dicomdir} DICOMDIR")
+        non_image = len({r.path for r in records if not r.image})
+        if non_image:
+            parts.append(f"{non_image} non-image DICOM")
+        raise InputError(
+            f"No DICOM images found under {index.root} ({index.n_files} files: "
+            f"{', '.join(parts) or 'none usable'}); expected the image files of one MR study."
+        )
+    studies = Counter(r.study_uid for r in images)
+    if study_uid is not None:
+        if study_uid not in studies:
+            raise InputError(
+                f"Study {study_uid} is not in {index.root}; it holds {', '.join(sorted(studies))}."
+            )
+        records = [r for r in records if r.study_uid == study_uid]
+        images = [r for r in images if r.study_uid == study_uid]
+    elif len(studies) > 1:
+        desc = "; ".join(
+            f"{uid} ({len({r.path for r in images if r.study_uid == uid})} files, patient "
+            f"{next(r.patient_id for r in images if r.study_uid == uid)!r})"
+            for uid in sorted(studies)[:3]
+        ) + (f"; and {len(studies) - 3} more" if len(studies) > 3 else "")
+        raise InputError(
+            f"{index.root} holds {len(studies)} studies ({desc}); pass --study UID to choose one."
+        )
+    patients = {r.patient_id for r in images}
+    if len(patients) > 1:
+        raise InputError(
+            f"Study {images[0].study_uid} mixes {len(patients)} patient IDs; refusing to combine "
+            "images of different patients: export one patient's study."
+        )
+    return records
+
+
+def select_series(
+    index: SeriesIndex,
+    *,
+    dce_series: Sequence[str] = (),
+    study_uid: str | None = None,
+    options: ReaderOptions | None = None,
+) -> tuple[list[Unit], list[Candidate]]:
+    """Exclusions and scoring: every unit with its role so far, and the ranked candidates.
+
+    Parameters
+    ----------
+    index:
+        The header index of the folder.
+    dce_series:
+        SeriesInstanceUIDs (or series numbers) chosen by the user; they form the only candidate
+        and the hard exclusions are not applied to them.
+    study_uid:
+        StudyInstanceUID to read when the folder holds several studies.
+    options:
+        Reader options.
+
+    Returns
+    -------
+    tuple
+        ``(units, candidates)``; candidates are best first.
+    """
+    opts = options or ReaderOptions()
+    records = _study_filter(index, study_uid)
+    units = build_units(records)
+    chosen: list[str] = []
+    for item in dce_series:
+        chosen.extend(v.strip() for v in str(item).split(",") if v.strip())
+    if chosen:
+        picked = [
+            u for u in units if u.series_uid in chosen or u.key in chosen or str(u.number) in chosen
+        ]
+        missing = [
+            c for c in chosen if not any(c in (u.series_uid, u.key, str(u.number)) for u in picked)
+        ]
+        if missing:
+            raise ParameterError(
+                f"--dce-series {', '.join(missing)} is not a series in this study; "
+                f"choose from {', '.join(sorted({u.series_uid for u in units}))}."
+            )
+        for u in units:
+            if u in picked:
+                if not u.first.image:
+                    raise ParameterError(f"--dce-series {u.series_uid} is not an image series.")
+                u.excluded = None
+            else:
+                u.excluded = "not chosen (--dce-series)"
+        cand = Candidate(units=picked, score=0, strong=True)
+        cand.trace.append({"rule": "user choice", "points": 0, "detail": "--dce-series"})
+        cand.n_positions = max(len(u.positions()) for u in picked)
+        return units, [cand]
+    for u in units:
+        u.excluded = exclusion_reason(u, units, te_max_ms=opts.te_max_ms)
+    _exclude_duplicate_series(units)
+    return units, score_candidates(units)
+
+
+def _exclude_duplicate_series(units: Sequence[Unit]) -> None:
+    """Whole series repeated under another UID (PACS duplicates, Siemens ``ND`` copies): same
+    orientation, positions, frame count and acquisition times. Keep one (not ``ND``, then the
+    lowest series number) and exclude the others."""
+    seen: dict[tuple[Any, ...], Unit] = {}
+    candidates = [u for u in units if not u.excluded]
+    candidates.sort(key=lambda u: ("ND" in u.first.image_type, u.number or 0, u.key))
+    for u in candidates:
+        times = tuple(
+            sorted({round(r.acq_dt.timestamp(), 2) for r in u.records if r.acq_dt is not None})
+        )
+        if not times:
+            continue
+        iop = np.asarray(u.first.iop or (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), dtype=float)
+        ipp = np.asarray(u.first.ipp or (0.0, 0.0, 0.0), dtype=float)
+        key = (
+            tuple(np.round(iop, 3)),
+            (round(float(iop[:3] @ ipp), 1), round(float(iop[3:] @ ipp), 1)),  # in-plane offset
+            (u.first.rows, u.first.cols),
+            tuple(u.positions().tolist()),
+            len(u.records),
+            times,
+            u.first.frame_of_reference_uid,
+        )
+        if key in seen:
+            kept = seen[key]
+            u.excluded = f"duplicate of series {kept.number} (same geometry and acquisition times)"
+        else:
+            seen[key] = u
+
+
+def list_series(
+    path: Path,
+    *,
+    study_uid: str | None = None,
+    options: ReaderOptions | None = None,
+    index: SeriesIndex | None = None,
+) -> list[dict[str, Any]]:
+    """Every series of a DICOM folder with its exclusion reason or candidate rank (no pixels).
+
+    Used by ``breastai info`` to show the series table when no study can be assembled.
+    """
+    opts = options or ReaderOptions()
+    if index is None:
+        index = index_folder(Path(path), workers=opts.workers)
+    units, cands = select_series(index, study_uid=study_uid, options=opts)
+    for rank, cand in enumerate(cands, start=1):
+        for u in cand.units:
+            u.role = f"candidate #{rank} (score {cand.score})"
+    return [u.to_dict() for u in units]
+
+
+def _bilateral_split(units: Sequence[Unit], n: np.ndarray) -> list[list[Unit]]:
+    """Cluster units into stacks: same in-plane offset and overlapping ranges along the normal.
+
+    Split-bilateral acquisitions give two stacks: sagittal stacks with disjoint ranges along the
+    normal, or axial/oblique half-width stacks displaced in-plane.
+    """
+    info = []
+    for u in units:
+        s = _positions(u.records, n)
+        f = u.records[0]
+        iop = f.iop if f.iop is not None else (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+        xy = (
+            (float(np.dot(iop[:3], f.ipp)), float(np.dot(iop[3:6], f.ipp))) if f.ipp else (0.0, 0.0)
+        )
+        ps = min(f.pixel_spacing) if f.pixel_spacing else 1.0
+        info.append((float(s.min()), float(s.max()), xy, ps, u))
+    parent = list(range(len(info)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in itertools.combinations(range(len(info)), 2):
+        lo_i, hi_i, xy_i, ps, _ = info[i]
+        lo_j, hi_j, xy_j, _, _ = info[j]
+        same_xy = max(abs(xy_i[0] - xy_j[0]), abs(xy_i[1] - xy_j[1])) <= 0.1 * ps + 1e-3
+        overlap = lo_i <= hi_j + 1e-3 and lo_j <= hi_i + 1e-3
+        if same_xy and overlap:
+            parent[root(i)] = root(j)
+    clusters: dict[int, list[Unit]] = {}
+    for i, item in enumerate(info):
+        clusters.setdefault(root(i), []).append(item[4])
+    return sorted(clusters.values(), key=lambda us: min(_positions(us[0].records, n)))
+
+
+def _lateral_order(
+    images: Sequence[sitk.Image], frame_lists: Sequence[Sequence[FrameRecord]]
+) -> tuple[list[int], str]:
+    """Order two stacks right then left by their centre's LPS x (x grows to the patient's left);
+    returns the order and a warning when the Laterality tags disagree with the geometry."""
+    centres = [
+        img.TransformContinuousIndexToPhysicalPoint([(v - 1) / 2.0 for v in img.GetSize()])[0]
+        for img in images
+    ]
+    order = sorted(range(len(images)), key=lambda i: centres[i])
+    tags = []
+    for i in order:
+        marks = {f.laterality.upper() for f in frame_lists[i] if f.laterality}
+        tags.append(marks.pop() if len(marks) == 1 else "")
+    if any(tags) and tags != ["R", "L"]:
+        return order, (
+            f"Laterality tags ({', '.join(t or '-' for t in tags)}) disagree with the stack "
+            "positions; stacks labelled right/left by position (LPS x)"
+        )
+    return order, ""
+
+
+def _contrast_evidence(g: _Group) -> bool:
+    from breastai.io.dicom_select import tokens
+
+    if any(f.contrast_agent for f in g.frames):
+        return True
+    toks = set(tokens(g.frames[0].series_description))
+    return "post" in toks or "+c" in g.frames[0].series_description.lower()
+
+
+def _candidate_error(cands: Sequence[Candidate], units: Sequence[Unit]) -> NoDCESeriesError:
+    excluded = [u for u in units if u.excluded]
+    shown = "; ".join(f"series {u.number} {u.description!r}: {u.excluded}" for u in excluded[:6])
+    more = f" and {len(excluded) - 6} more" if len(excluded) > 6 else ""
+    if not cands:
+        return NoDCESeriesError(
+            "No DCE series found: every image series was excluded "
+            f"({shown}{more}); pass --dce-series UID to read a series anyway."
+        )
+    best = cands[0]
+    return NoDCESeriesError(
+        f"No DCE acquisition with at least two phases found (best candidate: series "
+        f"{','.join(str(u.number) for u in best.units)} {best.units[0].description!r}, "
+        f"a single time point); excluded: {shown or 'none'}{more}."
+    )
+
+
+def read_dicom_study(
+    path: Path,
+    *,
+    dce_series: Sequence[str] = (),
+    study_uid: str | None = None,
+    times: Sequence[float] | None = None,
+    options: ReaderOptions | None = None,
+    index: SeriesIndex | None = None,
+) -> Study:
+    """Read the DCE acquisition of a DICOM study folder into ordered phases.
+
+    Parameters
+    ----------
+    path:
+        Folder holding the study (searched recursively) or one DICOM file.
+    dce_series:
+        SeriesInstanceUIDs (or series numbers) of the DCE acquisition, overriding the automatic
+        choice (values may also be comma-separated).
+    study_uid:
+        StudyInstanceUID to read when the folder holds several studies.
+    times:
+        Phase times in seconds, overriding the DICOM clocks (one per phase).
+    options:
+        :class:`ReaderOptions`.
+    index:
+        A header index already computed for ``path`` (avoids a second header pass).
+
+    Returns
+    -------
+    Study
+        Phases in acquisition order (0 = pre-contrast), float32 images in LPS, with the
+        decision log and the role of every series.
+
+    Raises
+    ------
+    InputError
+        Empty folder, no DICOM, mixed studies or patients, damaged pixel data.
+    NoDCESeriesError
+        No series with at least two phases.
+    AmbiguousStudyError
+        Several candidates score alike (``candidates`` lists them with the ``--dce-series`` hint).
+    InconsistentGeometryError
+        Missing slices, irregular spacing, gantry tilt, mixed geometry.
+    UnsupportedInputError
+        A compressed transfer syntax without an installed decoder.
+    """
+    opts = options or ReaderOptions()
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist; expected a folder of DICOM files.")
+    if index is None:
+        index = index_folder(path, workers=opts.workers)
+    log = DecisionLog()
+    if index.problems:
+        kinds = Counter(p.kind for p in index.problems)
+        log.warnings.append(
+            "skipped "
+            + ", ".join(f"{k} {v} file(s)" for v, k in sorted((v, k) for k, v in kinds.items()))
+            + f" (first: {index.problems[0].path.name}: {index.problems[0].message[:120]})"
+        )
+    units, cands = select_series(index, dce_series=dce_series, study_uid=study_uid, options=opts)
+    log.candidates = [c.to_dict(rank) for rank, c in enumerate(cands, start=1)]
+    if not cands or not cands[0].strong:
+        raise _candidate_error(cands, units)
+    best = cands[0]
+    if len(cands) > 1 and cands[1].strong and cands[1].score >= best.score - 1:
+        raise AmbiguousStudyError(
+            f"{sum(1 for c in cands if c.strong)} candidate DCE acquisitions score alike "
+            f"({best.score} vs {cands[1].score}); choose one with --dce-series UID[,UID...].",
+            [c.line(rank) for rank, c in enumerate(cands[:5], start=1) if c.strong],
+        )
+    for u in units:
+        if u.excluded:
+            u.role = f"excluded: {u.excluded}"
+        elif not any(u in c.units for c in cands[:1]):
+            rank = next(k for k, c in enumerate(cands, start=1) if u in c.units)
+            u.role = f"candidate #{rank} (not selected, score {cands[rank - 1].score})"
+    first = best.units[0].first
+    if first.iop is None:
+        raise InconsistentGeometryError("the selected series has no ImageOrientationPatient.")
+    iops = {tuple(np.round(r.iop, 3)) for u in best.units for r in u.records if r.iop is not None}
+    if len(iops) > 1:
+        raise InconsistentGeometryError(
+            f"the chosen series have {len(iops)} different orientations; choose series of one "
+            "acquisition with --dce-series."
+        )
+    _, _, n = _orthonormal(first.iop)
+    mismatched = [
+        r
+        for u in best.units
+        for r in u.records
+        if r.tp_index is not None and r.tp_index_div is not None and r.tp_index != r.tp_index_div
+    ]
+    if mismatched:
+        log.warnings.append(
+            f"DimensionIndexValues disagree with TemporalPositionIndex in {len(mismatched)} "
+            "frame(s) (inconsistent DimensionIndexSequence); used the TemporalPositionIndex "
+            "attribute"
+        )
+    if any(r.ipp_source == "philips-private" for u in best.units for r in u.records):
+        log.warnings.append(
+            "ImagePositionPatient taken from the Philips private (2005,xx0F) sequence; it can be "
+            "off by half a voxel: check the geometry against the scanner's export"
+        )
+    ts = {r.transfer_syntax for u in best.units for r in u.records}
+    for t in sorted(ts):
+        check_decoder(t)
+    pixels = _PixelReader()
+    stacks = _bilateral_split(best.units, n) if len(best.units) > 1 else [list(best.units)]
+    assemblies: list[_Assembly] = []
+    for k, stack in enumerate(stacks):
+        frames = [r for u in stack for r in u.records]
+        label = (
+            "series "
+            + ",".join(str(u.number) for u in stack[:6])
+            + (" ..." if len(stack) > 6 else "")
+        )
+        assemblies.append(
+            _assemble_stack(
+                frames, n, pixels, opts, label if len(stacks) == 1 else f"stack {k + 1} ({label})"
+            )
+        )
+    if len(assemblies) > 2:
+        raise InconsistentGeometryError(
+            f"the DCE acquisition has {len(assemblies)} separate slabs; expected one volume or "
+            "two split-bilateral stacks: choose series with --dce-series."
+        )
+    if len(assemblies) == 2:
+        a, b = assemblies
+        if len(a.groups) != len(b.groups):
+            raise InconsistentGeometryError(
+                f"split-bilateral stacks have {len(a.groups)} and {len(b.groups)} phases; "
+                "choose one side with --dce-series."
+            )
+        log.notes.append("split bilateral acquisition: two stacks per phase")
+    main = assemblies[0]
+    log.grouping_key = main.key_name
+    log.clock = main.clock or "none (phase order from the grouping key)"
+    for asm in assemblies:
+        log.warnings.extend(asm.warnings)
+        log.notes.extend(asm.notes)
+    n_phases = len(main.groups)
+    joined = False
+    in_plane_split = len(assemblies) == 2 and bool(
+        np.intersect1d(
+            np.round(assemblies[0].groups[0].s, 1), np.round(assemblies[1].groups[0].s, 1)
+        ).size
+    )
+    if len(assemblies) == 2 and in_plane_split:
+        log.notes.append(
+            "split-bilateral stacks side by side in-plane: kept as two stacks per phase"
+        )
+    elif len(assemblies) == 2:
+        s_union = np.sort(np.concatenate([assemblies[0].groups[0].s, assemblies[1].groups[0].s]))
+        try:
+            spacing = _check_spacing(s_union, "joined stacks")
+            joined = abs(spacing - main.spacing) <= max(0.01 * main.spacing, 0.05)
+        except InconsistentGeometryError:
+            joined = False
+        log.notes.append(
+            "split-bilateral stacks share one grid: joined into one volume per phase"
+            if joined
+            else "split-bilateral stacks do not share one grid: kept as two stacks per phase"
+        )
+    # phase times
+    clock_starts: list[float | None] = []
+    for k in range(n_phases):
+        starts_k = [g.time for g in (asm.groups[k] for asm in assemblies) if g.time is not None]
+        clock_starts.append(min(starts_k) if starts_k else None)
+    phase_times: list[float | None]
+    if times is not None:
+        if len(times) != n_phases:
+            raise ParameterError(
+                f"--times has {len(times)} values but the study has {n_phases} phases."
+            )
+        phase_times = [float(t) - float(times[0]) for t in times]
+        log.clock = "user (--times)"
+    elif all(t is not None for t in clock_starts):
+        t0 = clock_starts[0]
+        phase_times = [
+            float(t) - float(t0) for t in clock_starts if t is not None and t0 is not None
+        ]
+    else:
+        phase_times = _nominal_times(main.groups)
+        if any(t is not None for t in phase_times):
+            log.clock = "nominal (TemporalPositionIdentifier x TemporalResolution)"
+    log.time_reference = "first phase" if any(t is not None for t in phase_times) else None
+    injection = [r.contrast_start for g in main.groups for r in g.frames[:1] if r.contrast_start]
+    if injection and all(t is not None for t in clock_starts) and times is None:
+        inj = min(injection).timestamp()
+        since = [f"{float(t) - inj:.1f}" for t in clock_starts if t is not None]
+        log.notes.append(f"seconds since ContrastBolusStartTime: {', '.join(since)}")
+    # duplicate pre-contrast (§1.3, case 20)
+    keep = list(range(n_phases))
+    evidence = [_contrast_evidence(g) for g in main.groups]
+    if any(evidence) and not all(evidence):
+        first_post = evidence.index(True)
+        consistent = all(evidence[first_post:]) and n_phases - first_post >= 2
+        if first_post >= 2 and not consistent:
+            log.warnings.append(
+                "contrast-agent tags are inconsistent across phases; kept every phase"
+            )
+        elif first_post >= 2:
+            log.warnings.append(
+                f"{first_post} pre-contrast acquisitions before the first enhanced phase"
+                + (
+                    "; kept all"
+                    if opts.keep_all_pre
+                    else f"; kept the last one, dropped {first_post - 1}"
+                )
+            )
+            if not opts.keep_all_pre:
+                keep = list(range(first_post - 1, n_phases))
+    if len(keep) < 2:
+        raise NoDCESeriesError("the DCE acquisition has fewer than two usable phases.")
+    # volumes
+    phases: list[Phase] = []
+    role_of: dict[str, list[int]] = {}
+    for new_index, k in enumerate(keep):
+        per_stack = [asm.groups[k] for asm in assemblies]
+        if joined:
+            frames = sorted([f for g in per_stack for f in g.frames], key=lambda f: _pos(n, f))
+            images = [_build_image(frames, pixels, main.spacing)]
+            frame_lists = [frames]
+            label = "bilateral (joined)"
+        else:
+            frame_lists = [g.frames for g in per_stack]
+            images = [
+                _build_image(fl, pixels, asm.spacing)
+                for fl, asm in zip(frame_lists, assemblies, strict=True)
+            ]
+            if len(assemblies) == 2:
+                order, note = _lateral_order(images, frame_lists)
+                if note and note not in log.warnings:
+                    log.warnings.append(note)
+                images = [images[i] for i in order]
+                frame_lists = [frame_lists[i] for i in order]
+                label = "split bilateral: R + L"
+            else:
+                label = ""
+        all_frames = [f for fl in frame_lists for f in fl]
+        own = frame_lists[0]  # the slices of ``image`` (the right stack when split), in order
+        t_k = phase_times[k]
+        phases.append(
+            Phase(
+                index=new_index,
+                image=images[0],
+                time_s=None if t_k is None else float(t_k) - float(phase_times[keep[0]] or 0.0),
+                series_uid=own[0].series_uid,
+                instance_uids=tuple(f.sop_uid for f in own),
+                source_files=tuple(f.path for f in own),
+                stacks=tuple(images) if len(images) > 1 else (),
+                frame_numbers=tuple(f.frame for f in own) if any(f.frame for f in own) else (),
+                label=label,
+            )
+        )
+        for f in all_frames:
+            role_of.setdefault(f.series_uid, [])
+            if new_index not in role_of[f.series_uid]:
+                role_of[f.series_uid].append(new_index)
+    pixels.clear()
+    for u in units:
+        if u.series_uid in role_of and not u.excluded:
+            ks = sorted(role_of[u.series_uid])
+            u.role = f"DCE phase {ks[0]}" if len(ks) == 1 else f"DCE phases {ks[0]}-{ks[-1]}"
+        elif u in best.units:
+            u.role = "DCE (dropped: see warnings)"
+    log.notes.append(
+        f"{len(phases)} phases x {phases[0].image.GetSize()[2]} slices, spacing "
+        f"{', '.join(f'{v:.3f}' for v in phases[0].image.GetSpacing())} mm"
+    )
+    for w in log.warnings:
+        logger.warning("%s", w)
+    return Study(
+        phases=phases,
+        source=path,
+        kind="dicom",
+        study_uid=first.study_uid or None,
+        name=path.name if path.is_dir() else path.stem,
+        decisions=log,
+        series=[u.to_dict() for u in units],
+    )
+
+
+def _nominal_times(groups: Sequence[_Group]) -> list[float | None]:
+    out: list[float | None] = []
+    for k, g in enumerate(groups):
+        f = g.frames[0]
+        if f.temporal_resolution_ms:
+            index = f.tpi if f.tpi is not None else k + 1
+            out.append((index - 1) * f.temporal_resolution_ms / 1000.0)
+        else:
+            out.append(None)
+    if any(v is None for v in out):
+        return [None] * len(groups)
+    base = out[0] or 0.0
+    return [float(v) - base for v in out if v is not None]
