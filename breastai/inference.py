@@ -1,0 +1,575 @@
+"""Model execution: the ONNX Runtime session (CUDA or CPU) and the pure sliding-window function.
+
+Axis contract: see :mod:`breastai.study`. A window batch is ``(B, C, D, H, W)`` for single-input
+models (breast: ``image``) and ``(B, S, C, D, H, W)`` for the tumor model (``phases``, plus a
+``time_mask`` ``(B, S)`` bound by :meth:`OnnxModel.predictor`); the output is ``probability``
+``(B, 1, D, H, W)``.
+
+:func:`sliding_window` never sees a session: it takes a ``predict`` callable (numpy in, numpy out),
+so it is tested with plain functions. :class:`OnnxModel` is the only stateful class.
+
+Blending modes (``blend``):
+
+``vote``
+    The seed model's released code: every window's probability is binarised at ``threshold``
+    (``>=``), the binary windows are averaged over overlaps; the result is the vote fraction,
+    which the caller thresholds with ``>`` (a tie is background, as in the released code).
+``mean``
+    Uniform average of the window probabilities.
+``gaussian``
+    nnU-Net-style importance weighting: each window's probabilities are weighted by a Gaussian
+    centred on the window (sigma = 1/8 of the patch size per axis, peak 1) and normalised by the
+    summed weights, so a constant predictor gives that constant everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from breastai.errors import BreastAIError, ParameterError, WeightsError
+
+__all__ = [
+    "BLEND_MODES",
+    "CUDNN_CONV_ALGO_SEARCH",
+    "DeviceUnavailableError",
+    "OnnxModel",
+    "Roi",
+    "default_threads",
+    "gaussian_weights",
+    "n_windows",
+    "parse_device",
+    "sliding_window",
+    "window_starts",
+]
+
+log = logging.getLogger(__name__)
+
+BLEND_MODES = ("vote", "mean", "gaussian")
+
+#: cuDNN convolution algorithm search used on CUDA. HEURISTIC picks kernels from cuDNN's
+#: heuristics without benchmarking. EXHAUSTIVE benchmarks every algorithm for every 3-D conv shape
+#: on the first run; with ~40 conv shapes of a 3-D U-Net that costs seconds in the warm-up, more
+#: than a single-study run (goal <= 5 s per case) can amortise, and it must repeat for every new
+#: batch shape (the last, partial batch). Cohort runs can choose EXHAUSTIVE via
+#: ``OnnxModel(cudnn_conv_algo_search="EXHAUSTIVE")``; measure before switching the default.
+CUDNN_CONV_ALGO_SEARCH = "HEURISTIC"
+
+Predict = Callable[[np.ndarray], np.ndarray]
+#: A region of interest: ((z0, z1), (y0, y1), (x0, x1)) half-open voxel index ranges.
+Roi = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
+class DeviceUnavailableError(BreastAIError):
+    """The requested compute device (``--device cuda[:N]``) cannot be used (exit code 1)."""
+
+
+# ------------------------------------------------------------------------------ sliding window
+
+
+def window_starts(size: int, patch: int, stride: int) -> list[int]:
+    """Start indices of windows along one axis: every ``stride``, plus one flush with the end.
+
+    Parameters
+    ----------
+    size:
+        Length of the (padded) axis; if ``size <= patch`` there is one window at 0.
+    patch, stride:
+        Window length and step (``0 < stride``).
+
+    Returns
+    -------
+    list of int
+        Increasing starts; the last window ends exactly at ``size`` (when ``size >= patch``).
+    """
+    if patch <= 0 or stride <= 0:
+        raise ParameterError(f"patch and stride must be positive, got {patch} and {stride}.")
+    if size <= patch:
+        return [0]
+    starts = list(range(0, size - patch + 1, stride))
+    if starts[-1] != size - patch:
+        starts.append(size - patch)
+    return starts
+
+
+def gaussian_weights(patch_zyx: Sequence[int], sigma_scale: float = 1.0 / 8.0) -> np.ndarray:
+    """nnU-Net-style Gaussian importance map of a window (peak 1, strictly positive).
+
+    Parameters
+    ----------
+    patch_zyx:
+        Window size ``(z, y, x)``.
+    sigma_scale:
+        Sigma per axis as a fraction of the window size.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(z, y, x)`` weights, maximum 1 at the centre, minimum > 0.
+    """
+    w = np.ones((1, 1, 1), dtype=np.float64)
+    for axis, p in enumerate(patch_zyx):
+        c = (p - 1) / 2.0
+        sigma = max(p * sigma_scale, 1e-6)
+        g = np.exp(-((np.arange(p) - c) ** 2) / (2 * sigma**2))
+        shape = [1, 1, 1]
+        shape[axis] = p
+        w = w * g.reshape(shape)
+    w /= w.max()
+    tiny = np.finfo(np.float32).tiny
+    return np.maximum(w, tiny).astype(np.float32)
+
+
+def _as_roi(roi: Roi | Sequence[slice] | None, shape: Sequence[int]) -> Roi | None:
+    if roi is None:
+        return None
+    out: list[tuple[int, int]] = []
+    for r, n in zip(roi, shape, strict=True):
+        if isinstance(r, slice):
+            lo, hi, _ = r.indices(n)
+        else:
+            lo, hi = (int(v) for v in r)  # type: ignore[attr-defined]
+        out.append((max(0, lo), min(n, hi)))
+    return (out[0], out[1], out[2])
+
+
+def _crop_box(roi: Roi | None, shape: Sequence[int], patch: Sequence[int]) -> Roi:
+    """The crop that is tiled: the roi, grown to at least a patch (inside the volume)."""
+    box = roi if roi is not None else ((0, shape[0]), (0, shape[1]), (0, shape[2]))
+    out: list[tuple[int, int]] = []
+    for (lo, hi), n, p in zip(box, shape, patch, strict=True):
+        if hi - lo < p:
+            grow = min(p, n) - (hi - lo)
+            lo = lo - grow // 2
+            hi = hi + (grow - grow // 2)
+            if lo < 0:
+                hi, lo = hi - lo, 0
+            if hi > n:
+                lo, hi = max(0, lo - (hi - n)), n
+        out.append((lo, hi))
+    return (out[0], out[1], out[2])
+
+
+def _windows(
+    shape: Sequence[int], patch: Sequence[int], stride: Sequence[int]
+) -> Iterator[tuple[int, int, int]]:
+    zs = window_starts(shape[0], patch[0], stride[0])
+    ys = window_starts(shape[1], patch[1], stride[1])
+    xs = window_starts(shape[2], patch[2], stride[2])
+    for z in zs:
+        for y in ys:
+            for x in xs:
+                yield (z, y, x)
+
+
+def n_windows(
+    shape_zyx: Sequence[int],
+    patch_zyx: Sequence[int],
+    stride_zyx: Sequence[int],
+    roi: Roi | Sequence[slice] | None = None,
+) -> int:
+    """Number of windows :func:`sliding_window` evaluates for this shape and roi."""
+    box = _crop_box(_as_roi(roi, shape_zyx), shape_zyx, patch_zyx)
+    sizes = [max(hi - lo, p) for (lo, hi), p in zip(box, patch_zyx, strict=True)]
+    n = 1
+    for s, p, st in zip(sizes, patch_zyx, stride_zyx, strict=True):
+        n *= len(window_starts(s, p, st))
+    return n
+
+
+def sliding_window(
+    volume: np.ndarray,
+    predict: Predict,
+    patch_zyx: Sequence[int],
+    stride_zyx: Sequence[int],
+    *,
+    blend: str = "vote",
+    batch_size: int = 1,
+    roi: Roi | Sequence[slice] | None = None,
+    threshold: float = 0.5,
+    progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """Run ``predict`` over overlapping windows of a volume and blend the results.
+
+    The volume is first cropped to ``roi`` (grown to at least one patch inside the volume), then
+    padded with zeros (symmetrically) to at least one patch, then tiled with windows every
+    ``stride`` plus one window flush with each far edge.
+
+    Parameters
+    ----------
+    volume:
+        ``(C, z, y, x)`` or ``(S, C, z, y, x)`` float32 model input (normalised).
+    predict:
+        Maps a window batch ``(B, *volume.shape[:-3], pz, py, px)`` to probabilities
+        ``(B, 1, pz, py, px)`` or ``(B, pz, py, px)``.
+    patch_zyx, stride_zyx:
+        Window size and step in voxels.
+    blend:
+        ``"vote"``, ``"mean"`` or ``"gaussian"`` (see the module docstring).
+    batch_size:
+        Windows per ``predict`` call (the last batch may be smaller).
+    roi:
+        Optional bounding box ``((z0, z1), (y0, y1), (x0, x1))`` (half-open) or three slices:
+        windows are only placed over it; the result is 0 outside it.
+    threshold:
+        Per-window binarisation threshold of ``vote`` (``>=``); unused otherwise.
+    progress:
+        Called with the fraction of windows done after each batch.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(z, y, x)``: blended probability (``vote``: the fraction of windows voting
+        foreground), 0 outside ``roi``.
+
+    Raises
+    ------
+    ParameterError
+        Bad shapes, blend mode, patch/stride or batch size; or ``predict`` returning a wrong shape.
+    """
+    vol = np.asarray(volume, dtype=np.float32)
+    if vol.ndim not in (4, 5):
+        raise ParameterError(
+            "sliding_window expects a (C, z, y, x) or (S, C, z, y, x) volume, "
+            f"got shape {vol.shape}."
+        )
+    if blend not in BLEND_MODES:
+        raise ParameterError(f"blend must be one of {BLEND_MODES}, got {blend!r}.")
+    patch = tuple(int(p) for p in patch_zyx)
+    stride = tuple(int(s) for s in stride_zyx)
+    if len(patch) != 3 or len(stride) != 3 or min(patch) <= 0 or min(stride) <= 0:
+        raise ParameterError(
+            f"patch {patch_zyx!r} and stride {stride_zyx!r} must be 3 positive ints."
+        )
+    if batch_size < 1:
+        raise ParameterError(f"batch_size must be >= 1, got {batch_size}.")
+    shape = vol.shape[-3:]
+    out = np.zeros(shape, dtype=np.float32)
+    roi_box = _as_roi(roi, shape)
+    if roi_box is not None and any(hi <= lo for lo, hi in roi_box):
+        return out  # empty roi: nothing to compute
+    (z0, z1), (y0, y1), (x0, x1) = _crop_box(roi_box, shape, patch)
+    crop = vol[..., z0:z1, y0:y1, x0:x1]
+    pads = [
+        (max(0, p - n) // 2, max(0, p - n) - max(0, p - n) // 2)
+        for n, p in zip(crop.shape[-3:], patch, strict=True)
+    ]
+    lead = [(0, 0)] * (vol.ndim - 3)
+    if any(a or b for a, b in pads):
+        crop = np.pad(crop, lead + pads, mode="constant", constant_values=0.0)
+    cshape = crop.shape[-3:]
+    acc = np.zeros(cshape, dtype=np.float32)
+    wsum = np.zeros(cshape, dtype=np.float32)
+    weight = gaussian_weights(patch) if blend == "gaussian" else None
+    starts = list(_windows(cshape, patch, stride))
+    pz, py, px = patch
+    done = 0
+    for b0 in range(0, len(starts), batch_size):
+        group = starts[b0 : b0 + batch_size]
+        batch = np.stack([crop[..., z : z + pz, y : y + py, x : x + px] for z, y, x in group])
+        pred = np.asarray(predict(batch), dtype=np.float32)
+        if pred.shape == (len(group), 1, pz, py, px):
+            pred = pred[:, 0]
+        if pred.shape != (len(group), pz, py, px):
+            raise ParameterError(
+                f"predict returned shape {pred.shape} for a batch of {len(group)} windows of "
+                f"{patch}; expected ({len(group)}, 1, {pz}, {py}, {px})."
+            )
+        if blend == "vote":
+            pred = (pred >= threshold).astype(np.float32)
+        for (z, y, x), p in zip(group, pred, strict=True):
+            sl = (slice(z, z + pz), slice(y, y + py), slice(x, x + px))
+            if weight is None:
+                acc[sl] += p
+                wsum[sl] += 1.0
+            else:
+                acc[sl] += p * weight
+                wsum[sl] += weight
+        done += len(group)
+        if progress is not None:
+            progress(done / len(starts))
+    blended = acc / np.maximum(wsum, np.finfo(np.float32).tiny)
+    blended = blended[
+        pads[0][0] : pads[0][0] + (z1 - z0),
+        pads[1][0] : pads[1][0] + (y1 - y0),
+        pads[2][0] : pads[2][0] + (x1 - x0),
+    ]
+    out[z0:z1, y0:y1, x0:x1] = blended
+    if roi_box is not None:
+        keep = np.zeros(shape, dtype=bool)
+        (a0, a1), (b0_, b1), (c0, c1) = roi_box
+        keep[a0:a1, b0_:b1, c0:c1] = True
+        out[~keep] = 0.0
+    return out
+
+
+# ------------------------------------------------------------------------------ ONNX Runtime
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """Parse ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` into (kind, device id).
+
+    Raises
+    ------
+    ParameterError
+        Anything else.
+    """
+    d = device.strip().lower()
+    if d in ("auto", "cpu", "cuda"):
+        return d, 0
+    if d.startswith("cuda:") and d[5:].isdigit():
+        return "cuda", int(d[5:])
+    raise ParameterError(
+        f"--device must be auto, cpu, cuda or cuda:N (N a GPU index), got {device!r}."
+    )
+
+
+def _is_oom(exc: BaseException) -> bool:
+    msg = str(exc).lower()
+    return any(
+        k in msg
+        for k in ("out of memory", "failed to allocate", "bfcarena", "cudaerrormemoryallocation")
+    )
+
+
+@dataclass(frozen=True)
+class _Session:
+    session: Any
+    provider: str
+
+
+class OnnxModel:
+    """An ONNX Runtime session on CUDA or CPU, with CPU fallback and out-of-memory retries.
+
+    Parameters
+    ----------
+    path:
+        The ``.onnx`` file.
+    device:
+        ``"auto"`` (CUDA if a session really gets the CUDA provider, else CPU with a notice),
+        ``"cpu"``, or ``"cuda"`` / ``"cuda:N"`` (an error when CUDA cannot be used).
+    threads:
+        CPU intra-op threads (0 = ONNX Runtime's default, one per physical core).
+    cudnn_conv_algo_search:
+        ``"HEURISTIC"`` (default, see :data:`CUDNN_CONV_ALGO_SEARCH`), ``"EXHAUSTIVE"`` or
+        ``"DEFAULT"``.
+    warmup:
+        Optional input feed for one warm-up run on CUDA (cuDNN picks its kernels then); ignored on
+        CPU, where a warm-up would only cost one window of compute.
+
+    Attributes
+    ----------
+    provider:
+        ``"CUDAExecutionProvider"`` or ``"CPUExecutionProvider"``: what the session really got.
+    notices:
+        One-line notices for the user (CPU fallback, batch reductions); the library never prints.
+    max_batch:
+        Largest batch that is run in one call (halved after a GPU out-of-memory error).
+
+    Raises
+    ------
+    DeviceUnavailableError
+        ``cuda`` was requested and ONNX Runtime could not create a CUDA session.
+    WeightsError
+        The file cannot be loaded as an ONNX model.
+    ParameterError
+        A bad ``device`` string.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        device: str = "auto",
+        threads: int = 0,
+        cudnn_conv_algo_search: str = CUDNN_CONV_ALGO_SEARCH,
+        warmup: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.kind, self.device_id = parse_device(device)
+        self.threads = int(threads)
+        self.cudnn_conv_algo_search = cudnn_conv_algo_search.upper()
+        if self.cudnn_conv_algo_search not in ("HEURISTIC", "EXHAUSTIVE", "DEFAULT"):
+            raise ParameterError(
+                f"cudnn_conv_algo_search must be HEURISTIC, EXHAUSTIVE or DEFAULT, got "
+                f"{cudnn_conv_algo_search!r}."
+            )
+        self.notices: list[str] = []
+        self.max_batch: int | None = None
+        self.warmup_s: float | None = None
+        self._s = self._create()
+        inputs = self._s.session.get_inputs()
+        self.input_names: tuple[str, ...] = tuple(i.name for i in inputs)
+        self.input_shapes: tuple[tuple[Any, ...], ...] = tuple(tuple(i.shape) for i in inputs)
+        outputs = self._s.session.get_outputs()
+        self.output_name: str = outputs[0].name
+        if warmup is not None and self.provider == "CUDAExecutionProvider":
+            t0 = time.perf_counter()
+            self.run(warmup)
+            self.warmup_s = time.perf_counter() - t0
+
+    # -- session creation
+    @property
+    def provider(self) -> str:
+        """The execution provider the session really runs on."""
+        return self._s.provider
+
+    @property
+    def device(self) -> str:
+        """``"cuda:N"`` or ``"cpu"``."""
+        return f"cuda:{self.device_id}" if self.provider == "CUDAExecutionProvider" else "cpu"
+
+    def _options(self) -> Any:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.log_severity_level = 3
+        return so
+
+    def _create_session(self, providers: list[Any]) -> Any:
+        import onnxruntime as ort
+
+        if not self.path.is_file():
+            raise WeightsError(f"Model file {self.path} does not exist.")
+        # A failing CUDA provider logs multi-line errors on stderr from C++; silence them while
+        # the session is created (the outcome is read from get_providers() and reported).
+        ort.set_default_logger_severity(4)
+        try:
+            return ort.InferenceSession(str(self.path), self._options(), providers=providers)
+        except Exception as exc:  # ORT raises its own pybind exception types
+            raise WeightsError(
+                f"ONNX Runtime could not load {self.path.name}: {str(exc).splitlines()[0]} "
+                "(re-download or re-export the model)."
+            ) from exc
+        finally:
+            ort.set_default_logger_severity(2)
+
+    def _create(self) -> _Session:
+        import onnxruntime as ort
+
+        cpu = ["CPUExecutionProvider"]
+        if self.kind == "cpu":
+            return _Session(self._create_session(cpu), "CPUExecutionProvider")
+        available = ort.get_available_providers()
+        reason = ""
+        if "CUDAExecutionProvider" in available:
+            cuda_opts = {
+                "device_id": self.device_id,
+                "cudnn_conv_algo_search": self.cudnn_conv_algo_search,
+            }
+            sess = self._create_session([("CUDAExecutionProvider", cuda_opts), *cpu])
+            # get_available_providers() lists CUDA whenever the GPU build is installed; only the
+            # created session tells whether a GPU and the CUDA/cuDNN libraries were usable.
+            if sess.get_providers()[0] == "CUDAExecutionProvider":
+                return _Session(sess, "CUDAExecutionProvider")
+            reason = "no usable CUDA GPU (no device, or the CUDA/cuDNN libraries are missing)"
+        else:
+            sess = None
+            reason = (
+                f"this ONNX Runtime build has no CUDA support (providers: {', '.join(available)})"
+            )
+        if self.kind == "cuda":
+            raise DeviceUnavailableError(
+                f"--device cuda:{self.device_id} was requested but ONNX Runtime found {reason}; "
+                "use --device cpu or --device auto."
+            )
+        self.notices.append(f"Running on CPU: {reason}.")
+        if sess is None:
+            sess = self._create_session(cpu)
+        return _Session(sess, "CPUExecutionProvider")
+
+    def _fallback_to_cpu(self, why: str) -> None:
+        self._s = _Session(self._create_session(["CPUExecutionProvider"]), "CPUExecutionProvider")
+        self.notices.append(f"Continued on CPU: {why}.")
+        log.warning("OnnxModel %s: continued on CPU: %s", self.path.name, why)
+
+    # -- running
+    def _run_once(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
+        out = self._s.session.run([self.output_name], dict(feed))
+        return np.asarray(out[0], dtype=np.float32)
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Run the model on one feed; split the batch (axis 0 of every input) on GPU OOM.
+
+        Parameters
+        ----------
+        feed:
+            Input name -> array; every input has the batch on axis 0.
+
+        Returns
+        -------
+        numpy.ndarray
+            The first output (``probability``), float32.
+        """
+        n = int(next(iter(feed.values())).shape[0])
+        limit = self.max_batch or n
+        if n > limit:
+            parts = [
+                self.run({k: v[i : i + limit] for k, v in feed.items()}) for i in range(0, n, limit)
+            ]
+            return np.concatenate(parts, axis=0)
+        try:
+            return self._run_once(feed)
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            if n > 1:
+                self.max_batch = max(1, n // 2)
+                self.notices.append(
+                    f"GPU out of memory with {n} windows per batch; retrying with {self.max_batch}."
+                )
+                log.warning("OnnxModel %s: out of memory at batch %d", self.path.name, n)
+                return self.run(feed)
+            if self.provider != "CPUExecutionProvider":
+                self._fallback_to_cpu("GPU out of memory with one window per batch")
+                return self._run_once(feed)
+            raise
+
+    def predictor(self, *, time_mask: np.ndarray | None = None) -> Predict:
+        """A ``predict`` callable for :func:`sliding_window`.
+
+        Parameters
+        ----------
+        time_mask:
+            ``(S,)`` time mask for a two-input tumor model (``phases``, ``time_mask``); it is
+            repeated for every window of a batch. ``None`` for a single-input model.
+
+        Raises
+        ------
+        WeightsError
+            The model's inputs do not match (one input, or ``phases`` + ``time_mask``).
+        """
+        names = self.input_names
+        if time_mask is None:
+            if len(names) != 1:
+                raise WeightsError(
+                    f"{self.path.name} has inputs {list(names)}; a single-input model (image) "
+                    "was expected here."
+                )
+            name = names[0]
+            return lambda batch: self.run({name: batch})
+        if set(names) != {"phases", "time_mask"}:
+            raise WeightsError(
+                f"{self.path.name} has inputs {list(names)}; the tumor model must take "
+                "'phases' and 'time_mask' (see the model I/O contract)."
+            )
+        tm = np.asarray(time_mask, dtype=np.float32).reshape(1, -1)
+
+        def predict(batch: np.ndarray) -> np.ndarray:
+            return self.run({"phases": batch, "time_mask": np.repeat(tm, batch.shape[0], axis=0)})
+
+        return predict
+
+
+def default_threads() -> int:
+    """CPU threads for inference: ``$BREASTAI_THREADS`` if set, else 0 (ONNX Runtime decides)."""
+    v = os.environ.get("BREASTAI_THREADS", "")
+    return int(v) if v.isdigit() else 0

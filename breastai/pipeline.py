@@ -1,0 +1,900 @@
+"""The segmentation pipeline: a study folder or Study in; masks, DICOM-SEG, report, preview out.
+
+``segment_study`` is the one function the CLI calls for a study; ``segment_studies`` runs a cohort,
+reading and preprocessing the next study on a background thread while the current one runs
+inference, and never lets one failing study stop the others.
+
+Data flow (axis contract: :mod:`breastai.study`):
+
+1. read (``breastai.io.load_study``); phases in time order, P1 = reference phase;
+2. breast model: P0 resampled to the breast card's spacing (linear), normalised per card, sliding
+   window; probability resampled back onto P1's native grid (linear), thresholded (``>``), largest
+   component per side, holes filled (:mod:`breastai.postprocess`);
+3. tumor model: phases chosen by time when there are more than the card's slots (P0, P1, then
+   evenly spread), each resampled onto one grid derived from P1 at the card's spacing, normalised,
+   absent slots filled with P1 and masked; windows only over the breast bounding box (plus
+   ``roi_margin_mm``) unless breast masking is off; probability back to P1's grid (linear),
+   thresholded, multiplied by the breast mask, small components removed;
+4. outputs written into a temporary folder beside ``OUT/<study>/`` and renamed into place.
+
+Output files and manifest keys are documented in docs/outputs.md.
+"""
+
+# SimpleITK's bindings are untyped (no stubs); calling them is fine here.
+# mypy: disable-error-code="no-untyped-call"
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from breastai import RESEARCH_NOTICE, __version__
+from breastai.errors import (
+    BreastAIError,
+    InputError,
+    OutputError,
+    OutputExistsError,
+    ParameterError,
+)
+from breastai.study import Study
+
+__all__ = [
+    "MANIFEST_SCHEMA",
+    "STAGES",
+    "LoadedModels",
+    "SegmentResult",
+    "Settings",
+    "load_models",
+    "result_table",
+    "segment_studies",
+    "segment_study",
+]
+
+log = logging.getLogger(__name__)
+
+MANIFEST_SCHEMA = "breastai.manifest/1"
+#: Progress stages, in order; the progress callback receives (stage, fraction of that stage).
+STAGES = ("read", "preprocess", "breast", "tumor", "postprocess", "write")
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a segmentation run can be told (the CLI builds one from its options).
+
+    Attributes
+    ----------
+    device:
+        ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
+    weights, breast_weights:
+        Tumor / breast model name or ONNX path (None: the default model of the task).
+    weights_file:
+        User weights file (None: the default location).
+    blend:
+        Override of the model cards' blending (``vote`` | ``mean`` | ``gaussian``).
+    use_breast_mask:
+        Multiply the tumor mask by the breast mask and restrict tumor windows to the breast
+        bounding box (the paper). False = ``--no-breast-mask``.
+    save_probabilities:
+        Also write ``tumor_probability.nii.gz``.
+    force:
+        Replace an existing ``OUT/<study>/`` folder.
+    batch_size:
+        Windows per model call; None = 1 on CPU (no gain from more on few cores), 4 on CUDA.
+    threads:
+        CPU threads for ONNX Runtime (0 = its default).
+    dce_series:
+        DICOM SeriesInstanceUIDs (or numbers) of the DCE acquisition, overriding the reader.
+    min_volume_mm3:
+        Smallest tumor component kept.
+    roi_margin_mm:
+        Margin around the breast bounding box for the tumor windows.
+    write_seg, write_preview:
+        Write ``seg.dcm`` (DICOM input only) and ``preview.png``.
+    cudnn_conv_algo_search:
+        ``HEURISTIC`` (default) or ``EXHAUSTIVE`` (see :mod:`breastai.inference`).
+    """
+
+    device: str = "auto"
+    weights: str | None = None
+    breast_weights: str | None = None
+    weights_file: Path | None = None
+    blend: str | None = None
+    use_breast_mask: bool = True
+    save_probabilities: bool = False
+    force: bool = False
+    batch_size: int | None = None
+    threads: int = 0
+    dce_series: tuple[str, ...] = ()
+    min_volume_mm3: float = 10.0
+    roi_margin_mm: float = 8.0
+    write_seg: bool = True
+    write_preview: bool = True
+    cudnn_conv_algo_search: str = "HEURISTIC"
+
+    def __post_init__(self) -> None:
+        from breastai.inference import BLEND_MODES, parse_device
+
+        parse_device(self.device)
+        if self.blend is not None and self.blend not in BLEND_MODES:
+            raise ParameterError(f"--blend must be one of {BLEND_MODES}, got {self.blend!r}.")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ParameterError(f"batch size must be >= 1, got {self.batch_size}.")
+        if self.min_volume_mm3 < 0 or self.roi_margin_mm < 0:
+            raise ParameterError("min_volume_mm3 and roi_margin_mm must be >= 0.")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["weights_file"] = str(self.weights_file) if self.weights_file else None
+        d["dce_series"] = list(self.dce_series)
+        return d
+
+
+@dataclass
+class SegmentResult:
+    """What happened to one study (success or failure)."""
+
+    name: str
+    source: str
+    ok: bool
+    out_dir: Path | None = None
+    files: list[str] = field(default_factory=list)
+    error: str | None = None
+    error_type: str | None = None
+    exit_code: int = 0
+    lesion_count: int | None = None
+    t_category: str | None = None
+    longest_diameter_mm: float | None = None
+    tumor_volume_ml: float | None = None
+    breast_volume_ml: float | None = None
+    device: str | None = None
+    provider: str | None = None
+    demo_weights: bool | None = None
+    notices: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["out_dir"] = str(self.out_dir) if self.out_dir else None
+        return d
+
+
+# ------------------------------------------------------------------------------------ models
+
+
+@dataclass(frozen=True)
+class _Model:
+    resolved: Any  # breastai.weights.ResolvedModel
+    session: Any  # breastai.inference.OnnxModel
+
+    @property
+    def card(self) -> Any:
+        return self.resolved.card
+
+    def info(self, blend: str) -> dict[str, Any]:
+        c = self.card
+        d: dict[str, Any] = dict(self.resolved.to_dict())
+        d.update(
+            blending=blend,
+            threshold=c.threshold,
+            patch_zyx=list(c.patch_zyx),
+            stride_zyx=list(c.stride_zyx),
+            spacing_zyx=list(c.spacing_zyx),
+            normalisation=c.normalisation,
+        )
+        if c.task == "tumor":
+            d["phase_slots"] = c.phase_slots
+        return d
+
+
+@dataclass(frozen=True)
+class LoadedModels:
+    """The opened breast and tumor models (from :func:`load_models`), reused across studies."""
+
+    breast: _Model
+    tumor: _Model
+
+    @property
+    def provider(self) -> str:
+        return str(self.tumor.session.provider)
+
+    @property
+    def device(self) -> str:
+        return str(self.tumor.session.device)
+
+    def notices(self) -> list[str]:
+        seen: list[str] = []
+        for m in (self.breast, self.tumor):
+            for n in m.session.notices:
+                if n not in seen:
+                    seen.append(n)
+        return seen
+
+
+def _batch(settings: Settings, provider: str) -> int:
+    if settings.batch_size is not None:
+        return settings.batch_size
+    return 4 if provider == "CUDAExecutionProvider" else 1
+
+
+def load_models(settings: Settings) -> LoadedModels:
+    """Resolve, verify and open the breast and tumor models once (reused for a cohort)."""
+    from breastai.inference import OnnxModel
+    from breastai.weights import resolve_model
+
+    out: dict[str, _Model] = {}
+    for task, name in (("breast", settings.breast_weights), ("tumor", settings.weights)):
+        resolved = resolve_model(name, task, weights_file=settings.weights_file)
+        card = resolved.card
+        if card.task != task:
+            raise ParameterError(
+                f"model {card.name!r} is a {card.task} model; "
+                f"--{'breast-' if task == 'breast' else ''}weights needs a {task} model."
+            )
+        session = OnnxModel(
+            resolved.path,
+            device=settings.device,
+            threads=settings.threads,
+            cudnn_conv_algo_search=settings.cudnn_conv_algo_search,
+        )
+        if session.provider == "CUDAExecutionProvider":
+            b = _batch(settings, session.provider)
+            feed = {"image": np.zeros((b, 1, *card.patch_zyx), np.float32)}
+            if task == "tumor":
+                s = card.phase_slots
+                feed = {
+                    "phases": np.zeros((b, s, 1, *card.patch_zyx), np.float32),
+                    "time_mask": np.ones((b, s), np.float32),
+                }
+            t0 = time.perf_counter()
+            session.run(feed)  # warm-up: cuDNN picks its kernels for this window shape
+            session.warmup_s = time.perf_counter() - t0
+        out[task] = _Model(resolved, session)
+    return LoadedModels(breast=out["breast"], tumor=out["tumor"])
+
+
+# ------------------------------------------------------------------------------- preparation
+
+
+@dataclass
+class _Prepared:
+    study: Study
+    name: str
+    breast_input: np.ndarray  # (1, z, y, x)
+    breast_grid: sitk.Image
+    tumor_input: np.ndarray  # (S, 1, z, y, x)
+    time_mask: np.ndarray  # (S,)
+    tumor_grid: sitk.Image
+    chosen: list[int]
+    selection_note: str | None
+    timings: dict[str, float]
+
+
+def _study_name(study_or_path: Study | Path | str) -> str:
+    if isinstance(study_or_path, Study):
+        return study_or_path.name or Path(study_or_path.source).name or "study"
+    p = Path(study_or_path)
+    name = p.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name or "study"
+
+
+def _normalise(kind: str, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    from breastai.preprocess import normalise_p1p99_minmax, normalise_seed
+
+    if kind == "seed":
+        return normalise_seed(arrays)
+    if kind == "p1p99-minmax":
+        return [normalise_p1p99_minmax(a) for a in arrays]
+    raise ParameterError(f"unknown normalisation {kind!r} in the model card (seed | p1p99-minmax).")
+
+
+def _prepare(
+    study_or_path: Study | Path | str,
+    settings: Settings,
+    models: LoadedModels,
+    progress: Progress | None = None,
+) -> _Prepared:
+    from breastai.preprocess import (
+        assemble_slots,
+        choose_phases,
+        resample_to_reference,
+        resample_to_spacing,
+    )
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if progress:
+        progress("read", 0.0)
+    if isinstance(study_or_path, Study):
+        study = study_or_path
+    else:
+        from breastai.io import load_study
+
+        study = load_study(Path(study_or_path), dce_series=settings.dce_series)
+    name = _study_name(study_or_path if not isinstance(study_or_path, Study) else study)
+    timings["read"] = time.perf_counter() - t0
+    if progress:
+        progress("read", 1.0)
+
+    t0 = time.perf_counter()
+    tcard = models.tumor.card
+    n = len(study.phases)
+    if n < max(2, tcard.phases_min):
+        raise InputError(
+            f"Study {name!r} has {n} phase(s); the tumor model {tcard.name!r} needs at least "
+            f"{max(2, tcard.phases_min)} (pre-contrast and first post-contrast). Check the DCE "
+            "series choice with `breastai info`."
+        )
+    bcard = models.breast.card
+    pre = study.phases[0].image
+    breast_grid = resample_to_spacing(pre, bcard.spacing_zyx, interpolator="linear")
+    b_arr = sitk.GetArrayFromImage(breast_grid).astype(np.float32)
+    if bcard.normalisation == "seed":
+        post_b = resample_to_reference(study.reference.image, breast_grid)
+        b_norm = _normalise("seed", [b_arr, sitk.GetArrayFromImage(post_b)])[0]
+    else:
+        b_norm = _normalise(bcard.normalisation, [b_arr])[0]
+    if progress:
+        progress("preprocess", 0.3)
+
+    slots = int(tcard.phase_slots)
+    chosen, note = choose_phases([p.time_s for p in study.phases], min(slots, tcard.phases_max))
+    if note:
+        log.info("%s: %s", name, note)
+    tumor_grid = resample_to_spacing(
+        study.reference.image, tcard.spacing_zyx, interpolator="linear"
+    )
+    arrays = []
+    for i in chosen:
+        img = study.phases[i].image
+        on_grid = (
+            tumor_grid
+            if i == study.reference_index
+            else resample_to_reference(img, tumor_grid, interpolator="linear")
+        )
+        arrays.append(sitk.GetArrayFromImage(on_grid).astype(np.float32))
+    normed = _normalise(tcard.normalisation, arrays)
+    stacked, mask = assemble_slots(normed, slots)
+    timings["preprocess"] = time.perf_counter() - t0
+    if progress:
+        progress("preprocess", 1.0)
+    return _Prepared(
+        study=study,
+        name=name,
+        breast_input=b_norm[None].astype(np.float32, copy=False),
+        breast_grid=breast_grid,
+        tumor_input=stacked[:, None],
+        time_mask=mask,
+        tumor_grid=tumor_grid,
+        chosen=chosen,
+        selection_note=note,
+        timings=timings,
+    )
+
+
+# --------------------------------------------------------------------------------- inference
+
+
+def _image_like(arr: np.ndarray, grid: sitk.Image) -> sitk.Image:
+    img = sitk.GetImageFromArray(arr)
+    img.CopyInformation(grid)
+    return img
+
+
+def _stage_progress(progress: Progress | None, stage: str) -> Callable[[float], None] | None:
+    if progress is None:
+        return None
+    return lambda f: progress(stage, f)
+
+
+@dataclass
+class _Computed:
+    breast: sitk.Image
+    tumor: sitk.Image
+    tumor_probability: sitk.Image
+    removed: int
+    windows: dict[str, Any]
+    notes: list[str]
+
+
+def _infer(
+    prep: _Prepared, settings: Settings, models: LoadedModels, progress: Progress | None
+) -> _Computed:
+    from breastai.inference import n_windows, sliding_window
+    from breastai.postprocess import bounding_box, breast_mask, tumor_mask
+    from breastai.preprocess import resample_to_reference
+
+    ref = prep.study.reference.image
+    notes: list[str] = []
+    if len(prep.study.reference.stacks) > 1:
+        notes.append(
+            "Split-bilateral study kept as separate stacks: only the first stack "
+            f"({prep.study.reference.label or 'stack 1'}) was segmented; run again with "
+            "--dce-series naming the other stack's series to segment the other side."
+        )
+    timings = prep.timings
+    windows: dict[str, Any] = {}
+
+    # breast
+    t0 = time.perf_counter()
+    bm, bcard = models.breast, models.breast.card
+    blend_b = settings.blend or bcard.blending
+    b_prob = sliding_window(
+        prep.breast_input,
+        bm.session.predictor(),
+        bcard.patch_zyx,
+        bcard.stride_zyx,
+        blend=blend_b,
+        batch_size=_batch(settings, bm.session.provider),
+        threshold=bcard.threshold,
+        progress=_stage_progress(progress, "breast"),
+    )
+    windows["breast"] = n_windows(prep.breast_input.shape[-3:], bcard.patch_zyx, bcard.stride_zyx)
+    b_native = resample_to_reference(_image_like(b_prob, prep.breast_grid), ref)
+    breast = breast_mask(b_native, bcard.threshold)
+    timings["breast"] = time.perf_counter() - t0
+
+    # tumor
+    t0 = time.perf_counter()
+    tm, tcard = models.tumor, models.tumor.card
+    blend_t = settings.blend or tcard.blending
+    shape = prep.tumor_input.shape[-3:]
+    roi = None
+    skip = False
+    if settings.use_breast_mask:
+        roi = bounding_box(breast, prep.tumor_grid, margin_mm=settings.roi_margin_mm)
+        if roi is None:
+            skip = True
+            notes.append("The breast model found no breast tissue: the tumor mask is empty.")
+    if skip:
+        t_prob = np.zeros(shape, np.float32)
+        windows["tumor"] = 0
+    else:
+        t_prob = sliding_window(
+            prep.tumor_input,
+            tm.session.predictor(time_mask=prep.time_mask),
+            tcard.patch_zyx,
+            tcard.stride_zyx,
+            blend=blend_t,
+            batch_size=_batch(settings, tm.session.provider),
+            roi=roi,
+            threshold=tcard.threshold,
+            progress=_stage_progress(progress, "tumor"),
+        )
+        windows["tumor"] = n_windows(shape, tcard.patch_zyx, tcard.stride_zyx, roi)
+    windows["tumor_full_volume"] = n_windows(shape, tcard.patch_zyx, tcard.stride_zyx)
+    windows["tumor_roi_zyx"] = [list(r) for r in roi] if roi is not None else None
+    timings["tumor"] = time.perf_counter() - t0
+
+    # back to the native grid, threshold, mask, clean
+    t0 = time.perf_counter()
+    if progress:
+        progress("postprocess", 0.0)
+    t_native = resample_to_reference(_image_like(t_prob, prep.tumor_grid), ref)
+    t_native = sitk.Cast(t_native, sitk.sitkFloat32)
+    tumor, removed = tumor_mask(
+        t_native,
+        tcard.threshold,
+        breast=breast if settings.use_breast_mask else None,
+        min_volume_mm3=settings.min_volume_mm3,
+    )
+    timings["postprocess"] = time.perf_counter() - t0
+    if progress:
+        progress("postprocess", 1.0)
+    return _Computed(breast, tumor, t_native, removed, windows, notes)
+
+
+# ------------------------------------------------------------------------------------ writing
+
+
+def _default_permissions(folder: Path) -> None:
+    """mkdtemp/mkstemp create private (0700/0600) entries; give them the usual umask modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for f in folder.iterdir():
+        if f.is_file():
+            os.chmod(f, 0o666 & ~umask)
+
+
+@contextlib.contextmanager
+def _staging(out_dir: Path, name: str, force: bool) -> Iterator[Path]:
+    """A temp folder beside OUT/<name>; renamed into place on success, removed on any error."""
+    final = out_dir / name
+    if final.exists() and not force:
+        raise OutputExistsError(
+            f"Output folder {str(final)!r} already exists; pass --force to replace it."
+        )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir))
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot write into {str(out_dir)!r}: {exc.strerror or exc}; choose another -o folder."
+        ) from exc
+    try:
+        yield tmp
+        _default_permissions(tmp)
+        old = None
+        if final.exists():
+            if not force:
+                raise OutputExistsError(
+                    f"Output folder {str(final)!r} appeared meanwhile; pass --force to replace it."
+                )
+            old = out_dir / f".{name}.{os.getpid()}.old"
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(
+            f"Could not write the outputs of {name!r} into {str(out_dir)!r}: "
+            f"{exc.strerror or exc} (nothing was left behind)."
+        ) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"breastai": __version__, "python": platform.python_version()}
+    for pkg in (
+        "numpy",
+        "SimpleITK",
+        "onnxruntime-gpu",
+        "onnxruntime",
+        "pydicom",
+        "highdicom",
+        "scipy",
+        "Pillow",
+    ):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[pkg] = md.version(pkg)
+    return out
+
+
+def _write_outputs(
+    tmp: Path,
+    prep: _Prepared,
+    comp: _Computed,
+    settings: Settings,
+    models: LoadedModels,
+    started: float,
+    progress: Progress | None,
+) -> tuple[list[str], dict[str, Any]]:
+    from breastai.report import measure_lesions, write_report
+
+    study = prep.study
+    t0 = time.perf_counter()
+    files: list[str] = []
+
+    def nifti(img: sitk.Image, fname: str) -> None:
+        sitk.WriteImage(img, str(tmp / fname), useCompression=True)
+        files.append(fname)
+
+    nifti(comp.breast, "breast.nii.gz")
+    nifti(comp.tumor, "tumor.nii.gz")
+    if settings.save_probabilities:
+        nifti(comp.tumor_probability, "tumor_probability.nii.gz")
+    if progress:
+        progress("write", 0.2)
+
+    blend = {
+        "breast": settings.blend or models.breast.card.blending,
+        "tumor": settings.blend or models.tumor.card.blending,
+    }
+    minfo = {
+        "breast": models.breast.info(blend["breast"]),
+        "tumor": models.tumor.info(blend["tumor"]),
+    }
+    weights = {
+        task: {"name": m["name"], "sha256": m["sha256"], "demo": bool(m["demo"])}
+        for task, m in minfo.items()
+    }
+    demo = any(w["demo"] for w in weights.values())
+    if settings.write_seg and study.kind == "dicom" and study.reference.source_files:
+        from breastai.io.seg import write_seg
+
+        write_seg(tmp / "seg.dcm", study, breast=comp.breast, tumor=comp.tumor, weights=weights)
+        files.append("seg.dcm")
+    if progress:
+        progress("write", 0.5)
+
+    report = measure_lesions(
+        comp.tumor, study=study, breast_mask=comp.breast, min_volume_mm3=settings.min_volume_mm3
+    )
+    rdict = report.to_dict()
+    extra = {"study": prep.name, "run": {"device": models.device, "provider": models.provider}}
+    for p in write_report(report, tmp, weights=weights, extra=extra):
+        files.append(Path(p).name)
+    if progress:
+        progress("write", 0.7)
+
+    if settings.write_preview:
+        from breastai.preview import write_preview
+
+        caption = f"{prep.name}  tumor: {weights['tumor']['name']}" + (" (DEMO)" if demo else "")
+        write_preview(
+            tmp / "preview.png",
+            pre=study.phases[0].image,
+            post=study.reference.image,
+            tumor=comp.tumor,
+            breast=comp.breast,
+            caption=caption,
+        )
+        files.append("preview.png")
+    prep.timings["write"] = time.perf_counter() - t0
+    prep.timings["total"] = time.perf_counter() - started
+
+    voxel_ml = float(np.prod(study.reference.image.GetSpacing())) / 1000.0
+    summary = {
+        "lesion_count": rdict.get("lesion_count"),
+        "t_category": rdict.get("t_category"),
+        "tumor_volume_ml": float(sitk.GetArrayViewFromImage(comp.tumor).sum()) * voxel_ml,
+        "breast_volume_ml": float(sitk.GetArrayViewFromImage(comp.breast).sum()) * voxel_ml,
+    }
+    lesions = rdict.get("lesions") or []
+    diam = [float(x["longest_diameter_mm"]) for x in lesions if x.get("longest_diameter_mm")]
+    summary["longest_diameter_mm"] = max(diam) if diam else None
+    files.append("manifest.json")
+    manifest = {
+        "schema": MANIFEST_SCHEMA,
+        "notice": RESEARCH_NOTICE,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "software": _versions(),
+        "study": {
+            "name": prep.name,
+            "source": str(study.source),
+            "kind": study.kind,
+            "study_uid": study.study_uid,
+        },
+        "models": minfo,
+        "demo_weights": demo,
+        "device": {
+            "requested": settings.device,
+            "used": models.device,
+            "provider": models.provider,
+            "notices": models.notices(),
+        },
+        "reference_phase": study.reference_index,
+        "phases": [
+            {
+                "index": p.index,
+                "time_s": p.time_s,
+                "series_uid": p.series_uid,
+                "label": p.label,
+                "used": p.index in prep.chosen,
+                "slot": prep.chosen.index(p.index) if p.index in prep.chosen else None,
+            }
+            for p in study.phases
+        ],
+        "phase_selection": prep.selection_note,
+        "time_mask": [float(v) for v in prep.time_mask],
+        "reader_decisions": study.decisions.to_dict(),
+        "postprocess": {
+            "threshold_rule": "probability > threshold",
+            "use_breast_mask": settings.use_breast_mask,
+            "min_volume_mm3": settings.min_volume_mm3,
+            "small_components_removed": comp.removed,
+        },
+        "windows": comp.windows,
+        "notes": comp.notes,
+        "settings": settings.to_dict(),
+        "summary": summary,
+        "timings_s": {k: round(v, 4) for k, v in prep.timings.items()},
+        "outputs": files,
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    if progress:
+        progress("write", 1.0)
+    return files, manifest
+
+
+def _run(
+    prep: _Prepared,
+    out_dir: Path,
+    settings: Settings,
+    models: LoadedModels,
+    started: float,
+    progress: Progress | None,
+) -> SegmentResult:
+    final = Path(out_dir) / prep.name
+    if final.exists() and not settings.force:  # fail before spending minutes on inference
+        raise OutputExistsError(
+            f"Output folder {str(final)!r} already exists; pass --force to replace it."
+        )
+    comp = _infer(prep, settings, models, progress)
+    with _staging(Path(out_dir), prep.name, settings.force) as tmp:
+        files, manifest = _write_outputs(tmp, prep, comp, settings, models, started, progress)
+    s = manifest["summary"]
+    return SegmentResult(
+        name=prep.name,
+        source=str(prep.study.source),
+        ok=True,
+        out_dir=final,
+        files=files,
+        lesion_count=s["lesion_count"],
+        t_category=s["t_category"],
+        longest_diameter_mm=s["longest_diameter_mm"],
+        tumor_volume_ml=round(s["tumor_volume_ml"], 4),
+        breast_volume_ml=round(s["breast_volume_ml"], 4),
+        device=models.device,
+        provider=models.provider,
+        demo_weights=manifest["demo_weights"],
+        notices=models.notices() + comp.notes,
+        timings_s={k: round(v, 4) for k, v in prep.timings.items()},
+    )
+
+
+def segment_study(
+    study_or_path: Study | Path | str,
+    *,
+    out_dir: Path,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    models: LoadedModels | None = None,
+) -> SegmentResult:
+    """Segment one study and write ``out_dir/<study>/``.
+
+    Parameters
+    ----------
+    study_or_path:
+        A study folder (DICOM or per-phase NIfTI), a 4-D NIfTI file, or a loaded ``Study``.
+    out_dir:
+        Parent folder of the per-study output folder.
+    settings:
+        Run settings (defaults: ``Settings()``).
+    progress:
+        Called with ``(stage, fraction)``; stages in :data:`STAGES`.
+    models:
+        Models from :func:`load_models` to reuse (a cohort loads them once).
+
+    Returns
+    -------
+    SegmentResult
+        ``ok=True`` with the written files and summary numbers.
+
+    Raises
+    ------
+    BreastAIError
+        Input, weights and output problems (the output folder is then left as it was).
+    """
+    settings = settings or Settings()
+    started = time.perf_counter()
+    name = _study_name(study_or_path)
+    final = Path(out_dir) / name
+    if final.exists() and not settings.force:
+        raise OutputExistsError(
+            f"Output folder {str(final)!r} already exists; pass --force to replace it."
+        )
+    models = models or load_models(settings)
+    prep = _prepare(study_or_path, settings, models, progress)
+    return _run(prep, Path(out_dir), settings, models, started, progress)
+
+
+def _failure(name: str, source: str, exc: BaseException) -> SegmentResult:
+    if isinstance(exc, BreastAIError):
+        return SegmentResult(
+            name=name,
+            source=source,
+            ok=False,
+            error=str(exc),
+            error_type=type(exc).__name__,
+            exit_code=exc.exit_code,
+        )
+    log.error("internal error on %s", name, exc_info=exc)
+    return SegmentResult(
+        name=name,
+        source=source,
+        ok=False,
+        error=f"internal error ({type(exc).__name__}: {exc}); please report it",
+        error_type=type(exc).__name__,
+        exit_code=1,
+    )
+
+
+def _unique_names(items: Sequence[Study | Path | str]) -> list[str]:
+    names: list[str] = []
+    for it in items:
+        base = _study_name(it)
+        name, k = base, 2
+        while name in names:
+            name = f"{base}-{k}"
+            k += 1
+        names.append(name)
+    return names
+
+
+def segment_studies(
+    items: Sequence[Study | Path | str],
+    *,
+    out_dir: Path,
+    settings: Settings | None = None,
+    progress: Callable[[int, str, float], None] | None = None,
+    on_result: Callable[[int, SegmentResult], None] | None = None,
+) -> list[SegmentResult]:
+    """Segment a cohort; the next study is read and preprocessed while the current one runs.
+
+    Parameters
+    ----------
+    items:
+        Study folders / files / loaded studies. Output folder names are the folder names;
+        repeated names get ``-2``, ``-3``... suffixes.
+    out_dir:
+        Parent output folder.
+    settings:
+        Shared settings.
+    progress:
+        Called with ``(study index, stage, fraction)``.
+    on_result:
+        Called with ``(study index, result)`` as each study finishes.
+
+    Returns
+    -------
+    list of SegmentResult
+        One per item, in order; failures have ``ok=False`` and the error's one-line message. A
+        failing study never stops the others. Weights problems (which would fail every study)
+        raise ``WeightsError`` before any study is read.
+    """
+    settings = settings or Settings()
+    models = load_models(settings)
+    names = _unique_names(items)
+    results: list[SegmentResult] = []
+
+    def prep_one(i: int) -> tuple[_Prepared, float]:
+        started = time.perf_counter()
+        final = Path(out_dir) / names[i]
+        if final.exists() and not settings.force:
+            raise OutputExistsError(
+                f"Output folder {str(final)!r} already exists; pass --force to replace it."
+            )
+        cb = (lambda st, f: progress(i, st, f)) if progress else None
+        p = _prepare(items[i], settings, models, cb)
+        p.name = names[i]
+        return p, started
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as ex:
+        pending = ex.submit(prep_one, 0) if items else None
+        for i in range(len(items)):
+            if pending is None:  # cannot happen: one future per item
+                break
+            fut = pending
+            pending = ex.submit(prep_one, i + 1) if i + 1 < len(items) else None
+            item = items[i]
+            source = str(item.source if isinstance(item, Study) else item)
+            try:
+                prep, started = fut.result()
+                cb = (lambda st, f, i=i: progress(i, st, f)) if progress else None
+                res = _run(prep, Path(out_dir), settings, models, started, cb)
+            except Exception as exc:
+                res = _failure(names[i], source, exc)
+            results.append(res)
+            if on_result:
+                on_result(i, res)
+    return results
+
+
+def result_table(results: Sequence[SegmentResult]) -> list[Mapping[str, Any]]:
+    """Rows for a summary table / JSON (one per study)."""
+    return [r.to_dict() for r in results]

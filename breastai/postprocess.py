@@ -1,0 +1,287 @@
+"""Post-processing of model probabilities on the native grid: masks, breast masking, cleaning.
+
+Axis contract: see :mod:`breastai.study`. Every function takes and returns ``SimpleITK.Image``
+volumes (LPS geometry kept); numpy is used inside only.
+
+Rules (documented in docs/outputs.md):
+
+* Thresholding is strict, ``probability > threshold``: the seed model's released code thresholds
+  its vote fraction with ``> 0.5`` (a tie is background); the same rule is used for every blend.
+* Breast mask: threshold, then the largest 26-connected component on each side of the midline,
+  each with its holes filled (in 3-D, then slice by slice along the array's slice axis). The
+  midline is the middle of the thresholded foreground's extent along the patient's left-right (LPS
+  x) axis; a component belongs to the side its centroid lies on. A side's component is kept only
+  if it has at least :data:`MIN_SIDE_FRACTION` of the volume of the largest component, so that a
+  unilateral study keeps one breast and not a noise blob on the empty side.
+* Tumor mask: threshold, then multiplied by the breast mask exactly as the paper does (no dilation:
+  a tumor reaching the chest wall beyond the breast mask is cut there), unless breast masking is
+  turned off (``--no-breast-mask``); then 26-connected components smaller than
+  ``min_volume_mm3`` (default :data:`DEFAULT_MIN_VOLUME_MM3`, the lesion report's own minimum) are
+  removed.
+"""
+
+# SimpleITK's bindings are untyped (no stubs); calling them is fine here.
+# mypy: disable-error-code="no-untyped-call"
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from breastai.errors import ParameterError
+
+__all__ = [
+    "DEFAULT_MIN_VOLUME_MM3",
+    "MIN_SIDE_FRACTION",
+    "binarise",
+    "bounding_box",
+    "breast_mask",
+    "fill_holes",
+    "largest_component_per_side",
+    "remove_small_components",
+    "tumor_mask",
+]
+
+log = logging.getLogger(__name__)
+
+#: Smallest tumor component kept (mm³): the same default as the lesion report
+#: (breastai.report.DEFAULT_MIN_VOLUME_MM3): a sphere of 2.7 mm diameter.
+DEFAULT_MIN_VOLUME_MM3 = 10.0
+
+#: A side's largest breast component is kept only if it has at least this fraction of the volume
+#: of the largest component overall.
+MIN_SIDE_FRACTION = 0.10
+
+_STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
+
+
+def _array(image: sitk.Image) -> np.ndarray:
+    # A copy, not GetArrayViewFromImage: a view does not keep a temporary image alive.
+    return np.asarray(sitk.GetArrayFromImage(image))
+
+
+def _like(arr: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(reference)
+    return out
+
+
+def _voxel_mm3(image: sitk.Image) -> float:
+    sx, sy, sz = image.GetSpacing()
+    return float(sx * sy * sz)
+
+
+def binarise(probability: sitk.Image, threshold: float = 0.5) -> sitk.Image:
+    """Threshold a probability map: ``probability > threshold`` -> uint8 0/1, same geometry.
+
+    Parameters
+    ----------
+    probability:
+        Probability (or vote fraction) volume.
+    threshold:
+        In [0, 1].
+
+    Raises
+    ------
+    ParameterError
+        A threshold outside [0, 1].
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ParameterError(f"threshold must be within [0, 1], got {threshold!r}.")
+    return _like((_array(probability) > threshold).astype(np.uint8), probability)
+
+
+def fill_holes(mask: sitk.Image) -> sitk.Image:
+    """Fill enclosed holes of a binary mask in 3-D, then slice by slice (array axis 0)."""
+    arr = _array(mask) > 0
+    arr = ndimage.binary_fill_holes(arr)
+    for k in range(arr.shape[0]):
+        if arr[k].any():
+            arr[k] = ndimage.binary_fill_holes(arr[k])
+    return _like(arr.astype(np.uint8), mask)
+
+
+def _x_lps(image: sitk.Image, idx_zyx: np.ndarray) -> np.ndarray:
+    """LPS x coordinate of voxel indices given as an (n, 3) (z, y, x) array."""
+    d = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    sp = np.asarray(image.GetSpacing(), dtype=np.float64)
+    o = np.asarray(image.GetOrigin(), dtype=np.float64)
+    row = d[0] * sp  # x_lps = o_x + sum_c D[0, c] * sp[c] * index_xyz[c]
+    x: np.ndarray = o[0] + idx_zyx[:, ::-1].astype(np.float64) @ row
+    return x
+
+
+def largest_component_per_side(
+    mask: sitk.Image, *, min_fraction: float = MIN_SIDE_FRACTION
+) -> sitk.Image:
+    """Keep the largest 26-connected component on each side (left/right) of the body midline.
+
+    Parameters
+    ----------
+    mask:
+        Binary mask (LPS geometry).
+    min_fraction:
+        A side's component is kept only if its volume is at least this fraction of the largest
+        component's (see the module docstring).
+
+    Returns
+    -------
+    SimpleITK.Image
+        uint8 0/1 mask with at most two components, same geometry.
+    """
+    arr = _array(mask) > 0
+    labels, n = ndimage.label(arr, structure=_STRUCTURE_26)
+    if n <= 1:
+        return _like(arr.astype(np.uint8), mask)
+    idx = np.argwhere(arr)
+    x = _x_lps(mask, idx)
+    midline = 0.5 * (float(x.min()) + float(x.max()))
+    lab = labels[arr]
+    counts = np.bincount(lab, minlength=n + 1).astype(np.float64)
+    xsum = np.bincount(lab, weights=x, minlength=n + 1)
+    centroid_x = xsum[1:] / np.maximum(counts[1:], 1)
+    sizes = counts[1:]
+    keep: list[int] = []
+    for side in (centroid_x < midline, centroid_x >= midline):
+        if side.any():
+            cand = np.flatnonzero(side)
+            best = int(cand[np.argmax(sizes[cand])])
+            if sizes[best] >= min_fraction * sizes.max():
+                keep.append(best + 1)
+    out = np.isin(labels, keep).astype(np.uint8)
+    log.debug("breast components: %d found, kept %s (midline x = %.1f mm)", n, keep, midline)
+    return _like(out, mask)
+
+
+def breast_mask(probability: sitk.Image, threshold: float = 0.5) -> sitk.Image:
+    """Breast mask from the breast model's probability on the native grid.
+
+    Threshold (``>``), largest component per side of the midline, holes filled.
+
+    Parameters
+    ----------
+    probability:
+        Breast probability resampled onto the reference phase's grid.
+    threshold:
+        From the breast model card.
+
+    Returns
+    -------
+    SimpleITK.Image
+        uint8 0/1 mask, same geometry as ``probability``.
+    """
+    binary = binarise(probability, threshold)
+    per_side = largest_component_per_side(binary)
+    # fill each side separately so that the gap between the breasts is never filled
+    arr = _array(per_side)
+    labels, n = ndimage.label(arr, structure=_STRUCTURE_26)
+    out = np.zeros(arr.shape, dtype=np.uint8)
+    for k in range(1, n + 1):
+        out |= _array(fill_holes(_like((labels == k).astype(np.uint8), per_side)))
+    return _like(out, probability)
+
+
+def remove_small_components(
+    mask: sitk.Image, min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3
+) -> tuple[sitk.Image, int]:
+    """Drop 26-connected components smaller than ``min_volume_mm3``.
+
+    Returns
+    -------
+    (SimpleITK.Image, int)
+        The cleaned uint8 mask and the number of components removed.
+    """
+    if min_volume_mm3 < 0:
+        raise ParameterError(f"min_volume_mm3 must be >= 0, got {min_volume_mm3!r}.")
+    arr = _array(mask) > 0
+    labels, n = ndimage.label(arr, structure=_STRUCTURE_26)
+    if n == 0:
+        return _like(arr.astype(np.uint8), mask), 0
+    vol = np.bincount(labels.ravel(), minlength=n + 1)[1:] * _voxel_mm3(mask)
+    small = np.flatnonzero(vol < min_volume_mm3) + 1
+    if small.size:
+        arr = arr & ~np.isin(labels, small)
+    return _like(arr.astype(np.uint8), mask), int(small.size)
+
+
+def tumor_mask(
+    probability: sitk.Image,
+    threshold: float = 0.5,
+    *,
+    breast: sitk.Image | None = None,
+    min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3,
+) -> tuple[sitk.Image, int]:
+    """Tumor mask from the tumor probability on the native grid.
+
+    Parameters
+    ----------
+    probability:
+        Tumor probability (or vote fraction) on the reference phase's grid.
+    threshold:
+        From the tumor model card (``>``).
+    breast:
+        Breast mask on the same grid: the tumor mask is multiplied by it (the paper). ``None``
+        turns breast masking off.
+    min_volume_mm3:
+        Smallest component kept.
+
+    Returns
+    -------
+    (SimpleITK.Image, int)
+        uint8 0/1 mask with the geometry of ``probability``; number of small components removed.
+
+    Raises
+    ------
+    ParameterError
+        ``breast`` is on another grid.
+    """
+    arr = _array(probability) > threshold
+    if breast is not None:
+        if breast.GetSize() != probability.GetSize() or not np.allclose(
+            breast.GetOrigin(), probability.GetOrigin(), atol=1e-4
+        ):
+            raise ParameterError("the breast mask must share the tumor probability's grid.")
+        arr &= _array(breast) > 0
+    return remove_small_components(_like(arr.astype(np.uint8), probability), min_volume_mm3)
+
+
+def bounding_box(
+    mask: sitk.Image, grid: sitk.Image, *, margin_mm: float = 8.0
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None:
+    """Bounding box of a mask in voxel indices of another grid (e.g. the tumor model's grid).
+
+    Parameters
+    ----------
+    mask:
+        Binary mask on any grid.
+    grid:
+        The grid whose indices are wanted.
+    margin_mm:
+        Added on every side (clipped to ``grid``).
+
+    Returns
+    -------
+    tuple or None
+        ``((z0, z1), (y0, y1), (x0, x1))`` half-open, or None when the mask is empty.
+    """
+    arr = _array(mask) > 0
+    if not arr.any():
+        return None
+    # the mask's box corners in physical space, then their indices on ``grid``
+    nz = np.argwhere(arr)
+    lo, hi = nz.min(axis=0), nz.max(axis=0)
+    corners = []
+    for z in (lo[0], hi[0]):
+        for y in (lo[1], hi[1]):
+            for x in (lo[2], hi[2]):
+                p = mask.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(z)))
+                corners.append(grid.TransformPhysicalPointToContinuousIndex(p))
+    c = np.asarray(corners, dtype=np.float64)[:, ::-1]  # -> (z, y, x)
+    sp = np.asarray(grid.GetSpacing(), dtype=np.float64)[::-1]
+    m = margin_mm / sp
+    size = np.asarray(grid.GetSize())[::-1]
+    a = np.clip(np.floor(c.min(axis=0) - m), 0, size).astype(int)
+    b = np.clip(np.ceil(c.max(axis=0) + m) + 1, 0, size).astype(int)
+    return ((int(a[0]), int(b[0])), (int(a[1]), int(b[1])), (int(a[2]), int(b[2])))

@@ -1,0 +1,301 @@
+"""Tests of breastai.inference: exact-value sliding-window checks and the ONNX Runtime wrapper."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+from segment_factory import make_breast_onnx, make_tumor_onnx, sigmoid
+
+from breastai.errors import ParameterError, WeightsError
+from breastai.inference import (
+    DeviceUnavailableError,
+    OnnxModel,
+    _Session,
+    gaussian_weights,
+    n_windows,
+    parse_device,
+    sliding_window,
+    window_starts,
+)
+
+PATCH = (4, 8, 6)
+SHAPES = {
+    "smaller": (3, 5, 4),
+    "equal": PATCH,
+    "not-divisible": (11, 19, 13),
+}
+
+
+def _stride(overlap: float) -> tuple[int, ...]:
+    return tuple(max(1, round(p * (1 - overlap))) for p in PATCH)
+
+
+def _plus_one(batch: np.ndarray) -> np.ndarray:
+    # (B, C, z, y, x) -> (B, 1, z, y, x); (B, S, C, z, y, x) -> slot 0
+    b = batch[:, 0] if batch.ndim == 6 else batch
+    return b[:, :1] + 1.0
+
+
+def test_window_starts() -> None:
+    assert window_starts(3, 4, 2) == [0]
+    assert window_starts(4, 4, 2) == [0]
+    assert window_starts(10, 4, 2) == [0, 2, 4, 6]
+    assert window_starts(11, 4, 4) == [0, 4, 7]  # last window flush with the end
+    with pytest.raises(ParameterError):
+        window_starts(10, 0, 2)
+
+
+@pytest.mark.parametrize("blend", ["vote", "mean", "gaussian"])
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+@pytest.mark.parametrize("shape_name", list(SHAPES))
+def test_plus_one_is_exact(blend: str, overlap: float, shape_name: str) -> None:
+    shape = SHAPES[shape_name]
+    rng = np.random.default_rng(0)
+    image = rng.uniform(-1.0, 0.0, shape).astype(np.float32)  # image + 1 in [0, 1]
+    for vol in (image[None], np.stack([image[None], np.zeros_like(image)[None]])):
+        out = sliding_window(vol, _plus_one, PATCH, _stride(overlap), blend=blend, batch_size=3)
+        assert out.shape == shape and out.dtype == np.float32
+        assert np.all(np.isfinite(out))
+        if blend == "vote":
+            # every window votes the same binary value for a voxel: the fraction is exact
+            np.testing.assert_array_equal(out, (image + 1.0 >= 0.5).astype(np.float32))
+        else:
+            np.testing.assert_allclose(out, image + 1.0, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("blend", ["vote", "mean", "gaussian"])
+@pytest.mark.parametrize("shape_name", list(SHAPES))
+def test_constant_predictor_gives_constant_map(blend: str, shape_name: str) -> None:
+    shape = SHAPES[shape_name]
+    vol = np.zeros((1, *shape), np.float32)
+
+    def const(b: np.ndarray) -> np.ndarray:
+        return np.full((b.shape[0], 1, *PATCH), 0.7, np.float32)
+
+    out = sliding_window(vol, const, PATCH, _stride(0.5), blend=blend)
+    want = 1.0 if blend == "vote" else 0.7
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+    assert not np.any(np.isnan(out))
+
+
+def test_vote_is_majority_of_binarised_windows() -> None:
+    # Along x, 3 windows of 4 with stride 2 over 8 voxels: window k predicts 1 where k is odd.
+    vol = np.zeros((1, 1, 1, 8), np.float32)
+    calls: list[int] = []
+
+    def pred(b: np.ndarray) -> np.ndarray:
+        out = np.zeros((b.shape[0], 1, 1, 1, 4), np.float32)
+        for i in range(b.shape[0]):
+            out[i] = 0.9 if (len(calls) + i) % 2 == 1 else 0.2
+        calls.extend(range(b.shape[0]))
+        return out
+
+    out = sliding_window(vol, pred, (1, 1, 4), (1, 1, 2), blend="vote")
+    # windows: [0,4) -> 0, [2,6) -> 1, [4,8) -> 0
+    np.testing.assert_array_equal(out[0, 0], [0, 0, 0.5, 0.5, 0.5, 0.5, 0, 0])
+    assert not (out > 0.5).any()  # a tie is background (the released code's final "> 0.5")
+
+
+def test_roi_skipping_matches_full_inside_roi() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.uniform(-1, 0, (20, 30, 26)).astype(np.float32)
+    roi = ((5, 12), (3, 9), (10, 25))
+    seen: list[int] = []
+
+    def counting(b: np.ndarray) -> np.ndarray:
+        seen.append(b.shape[0])
+        return _plus_one(b)
+
+    full = sliding_window(image[None], _plus_one, PATCH, _stride(0.5), blend="mean")
+    part = sliding_window(image[None], counting, PATCH, _stride(0.5), blend="mean", roi=roi)
+    inside = (slice(5, 12), slice(3, 9), slice(10, 25))
+    np.testing.assert_allclose(part[inside], full[inside], rtol=1e-6)
+    mask = np.zeros(image.shape, bool)
+    mask[inside] = True
+    assert np.all(part[~mask] == 0)
+    assert (
+        sum(seen)
+        == n_windows(image.shape, PATCH, _stride(0.5), roi)
+        < n_windows(image.shape, PATCH, _stride(0.5))
+    )
+    empty = sliding_window(image[None], counting, PATCH, PATCH, roi=((3, 3), (0, 5), (0, 5)))
+    assert not empty.any()
+
+
+def test_batch_size_does_not_change_result() -> None:
+    rng = np.random.default_rng(2)
+    vol = rng.random((1, 9, 17, 15)).astype(np.float32)
+
+    def nonlocal_pred(b: np.ndarray) -> np.ndarray:  # depends on the whole window
+        return np.broadcast_to(b.mean(axis=(1, 2, 3, 4), keepdims=True), (b.shape[0], 1, *PATCH))
+
+    ref = sliding_window(vol, nonlocal_pred, PATCH, _stride(0.5), blend="gaussian", batch_size=1)
+    for bs in (2, 5, 100):
+        out = sliding_window(
+            vol, nonlocal_pred, PATCH, _stride(0.5), blend="gaussian", batch_size=bs
+        )
+        np.testing.assert_array_equal(out, ref)
+
+
+def test_bad_arguments() -> None:
+    vol = np.zeros((1, 4, 4, 4), np.float32)
+    with pytest.raises(ParameterError):
+        sliding_window(vol[0], _plus_one, PATCH, PATCH)
+    with pytest.raises(ParameterError):
+        sliding_window(vol, _plus_one, PATCH, PATCH, blend="max")
+    with pytest.raises(ParameterError, match="predict returned shape"):
+        sliding_window(vol, lambda b: b[:, :, :2], PATCH, PATCH)
+
+
+def test_gaussian_weights() -> None:
+    w = gaussian_weights((5, 8, 7))
+    assert w.max() == pytest.approx(1.0) and w.min() > 0
+    np.testing.assert_allclose(w, w[::-1, ::-1, ::-1], rtol=1e-6)
+    assert w[2, 3, 3] > w[0, 0, 0]
+
+
+def test_parse_device() -> None:
+    assert parse_device("auto") == ("auto", 0)
+    assert parse_device("CUDA:1") == ("cuda", 1)
+    assert parse_device("cpu") == ("cpu", 0)
+    for bad in ("gpu", "cuda:", "cuda:x", ""):
+        with pytest.raises(ParameterError):
+            parse_device(bad)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("onnx")
+    return {"breast": make_breast_onnx(d / "b.onnx"), "tumor": make_tumor_onnx(d / "t.onnx")}
+
+
+def _has_real_cuda(path: Path) -> bool:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    ort.set_default_logger_severity(4)
+    s = ort.InferenceSession(str(path), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    ort.set_default_logger_severity(2)
+    return bool(s.get_providers()[0] == "CUDAExecutionProvider")
+
+
+def test_onnx_breast_model_through_sliding_window(models: dict[str, Path]) -> None:
+    m = OnnxModel(models["breast"], device="cpu")
+    assert m.provider == "CPUExecutionProvider" and m.device == "cpu"
+    assert m.input_names == ("image",) and m.output_name == "probability"
+    assert m.notices == []
+    image = np.random.default_rng(3).random((7, 13, 11)).astype(np.float32)
+    out = sliding_window(
+        image[None], m.predictor(), PATCH, _stride(0.5), blend="mean", batch_size=2
+    )
+    np.testing.assert_allclose(out, sigmoid(20.0 * (image - 0.3)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(WeightsError, match="phases"):
+        m.predictor(time_mask=np.ones(6))
+
+
+def test_onnx_tumor_model_with_time_mask(models: dict[str, Path]) -> None:
+    m = OnnxModel(models["tumor"], device="cpu")
+    rng = np.random.default_rng(4)
+    slots = rng.random((6, 1, 6, 10, 9)).astype(np.float32)
+    out = sliding_window(
+        slots,
+        m.predictor(time_mask=np.array([1, 1, 0, 0, 0, 0])),
+        PATCH,
+        _stride(0.25),
+        blend="gaussian",
+        batch_size=4,
+    )
+    np.testing.assert_allclose(
+        out, sigmoid(12 * (slots[1, 0] - slots[0, 0]) - 3), rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(WeightsError, match="single-input"):
+        m.predictor()
+
+
+def test_cuda_requested_without_gpu_is_a_clear_error(models: dict[str, Path]) -> None:
+    if _has_real_cuda(models["breast"]):
+        pytest.skip("a real CUDA GPU is present")
+    with pytest.raises(DeviceUnavailableError) as info:
+        OnnxModel(models["breast"], device="cuda")
+    msg = str(info.value)
+    assert "--device cpu" in msg and "\n" not in msg and info.value.exit_code == 1
+
+
+def test_auto_without_gpu_falls_back_with_notice(models: dict[str, Path]) -> None:
+    if _has_real_cuda(models["breast"]):
+        pytest.skip("a real CUDA GPU is present")
+    m = OnnxModel(
+        models["breast"], device="auto", warmup={"image": np.zeros((1, 1, 2, 2, 2), np.float32)}
+    )
+    assert m.provider == "CPUExecutionProvider"
+    assert len(m.notices) == 1 and m.notices[0].startswith("Running on CPU")
+    assert m.warmup_s is None  # no warm-up on CPU
+
+
+def test_missing_or_broken_model(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="does not exist"):
+        OnnxModel(tmp_path / "none.onnx", device="cpu")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(WeightsError, match="could not load"):
+        OnnxModel(bad, device="cpu")
+
+
+def test_out_of_memory_halves_batch_then_falls_back_to_cpu(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = OnnxModel(models["breast"], device="cpu")
+    # Pretend the session is on a GPU that only fits one window at a time, then none.
+    m._s = _Session(m._s.session, "CUDAExecutionProvider")
+    real = OnnxModel._run_once
+    state = {"gpu_fits": 1}
+
+    def fake_run_once(self: OnnxModel, feed: dict[str, np.ndarray]) -> np.ndarray:
+        n = next(iter(feed.values())).shape[0]
+        if self.provider == "CUDAExecutionProvider" and n > state["gpu_fits"]:
+            raise RuntimeError(
+                "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : CUDA failure 2: out of memory"
+            )
+        return real(self, feed)
+
+    monkeypatch.setattr(OnnxModel, "_run_once", fake_run_once)
+    image = np.random.default_rng(5).random((9, 9, 9)).astype(np.float32)
+    out = sliding_window(
+        image[None], m.predictor(), PATCH, _stride(0.5), blend="mean", batch_size=4
+    )
+    np.testing.assert_allclose(out, sigmoid(20 * (image - 0.3)), rtol=1e-5, atol=1e-6)
+    assert m.max_batch == 1 and m.provider == "CUDAExecutionProvider"
+    assert any("out of memory" in n for n in m.notices)
+    state["gpu_fits"] = 0
+    out2 = sliding_window(image[None], m.predictor(), PATCH, _stride(0.5), blend="mean")
+    np.testing.assert_allclose(out2, out, rtol=1e-6)
+    assert m.provider == "CPUExecutionProvider" and m.device == "cpu"
+    assert any(n.startswith("Continued on CPU") for n in m.notices)
+
+
+def test_non_oom_errors_propagate(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    m = OnnxModel(models["breast"], device="cpu")
+
+    def boom(self: OnnxModel, feed: dict[str, np.ndarray]) -> np.ndarray:
+        raise RuntimeError("invalid dimensions")
+
+    monkeypatch.setattr(OnnxModel, "_run_once", boom)
+    with pytest.raises(RuntimeError, match="invalid dimensions"):
+        m.run({"image": np.zeros((2, 1, 4, 4, 4), np.float32)})
+    assert m.max_batch is None
+
+
+def test_all_window_orders_cover_volume() -> None:
+    # every voxel is covered by >= 1 window for a grid of shapes / strides
+    for n, p, s in itertools.product(range(1, 14), range(1, 6), range(1, 6)):
+        if s > p:
+            continue
+        starts = window_starts(max(n, p), p, s)
+        covered = np.zeros(max(n, p), bool)
+        for a in starts:
+            covered[a : a + p] = True
+        assert covered.all()

@@ -1,0 +1,283 @@
+"""End-to-end tests of breastai.pipeline with tiny analytic ONNX models on synthetic studies."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from segment_factory import image_from_array, make_model_pair, study_from_info, write_classic_study
+
+from breastai import RESEARCH_NOTICE
+from breastai.errors import InputError, OutputError, OutputExistsError, ParameterError
+from breastai.pipeline import STAGES, Settings, segment_studies, segment_study
+from breastai.study import Phase, Study
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("BREASTAI_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_model_pair(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def dicom_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    folder = tmp_path_factory.mktemp("dicom") / "case1"
+    info = write_classic_study(folder, orientation="oblique")
+    return folder, info
+
+
+def _settings(models: dict[str, Path], tmp: Path, **kw) -> Settings:
+    return Settings(
+        device="cpu",
+        weights=str(models["tumor"]),
+        breast_weights=str(models["breast"]),
+        weights_file=tmp / "user-weights.toml",
+        **kw,
+    )
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a > 0, b > 0
+    return 2.0 * (a & b).sum() / max(1, a.sum() + b.sum())
+
+
+def _same_geometry(img: sitk.Image, ref: sitk.Image) -> None:
+    assert img.GetSize() == ref.GetSize()
+    np.testing.assert_allclose(img.GetSpacing(), ref.GetSpacing(), atol=1e-6)
+    np.testing.assert_allclose(img.GetOrigin(), ref.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(img.GetDirection(), ref.GetDirection(), atol=1e-6)
+
+
+def test_dicom_end_to_end(models, dicom_study, tmp_path: Path) -> None:
+    folder, info = dicom_study
+    stages: list[str] = []
+    res = segment_study(
+        folder,
+        out_dir=tmp_path / "out",
+        settings=_settings(models, tmp_path, save_probabilities=True),
+        progress=lambda stage, f: stages.append(stage),
+    )
+    out = tmp_path / "out" / "case1"
+    assert res.ok and res.out_dir == out
+    expected = {
+        "breast.nii.gz",
+        "tumor.nii.gz",
+        "tumor_probability.nii.gz",
+        "seg.dcm",
+        "report.json",
+        "report.md",
+        "preview.png",
+        "manifest.json",
+    }
+    assert {p.name for p in out.iterdir()} == expected == set(res.files)
+    assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == list(STAGES)
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+    ref = image_from_array(info["phases"][1], info)  # the reference phase's native grid
+    breast = sitk.ReadImage(str(out / "breast.nii.gz"))
+    tumor = sitk.ReadImage(str(out / "tumor.nii.gz"))
+    prob = sitk.ReadImage(str(out / "tumor_probability.nii.gz"))
+    for img in (breast, tumor, prob):
+        _same_geometry(img, ref)
+    assert breast.GetPixelID() == tumor.GetPixelID() == sitk.sitkUInt8
+    t = sitk.GetArrayFromImage(tumor)
+    assert _dice(t, info["lesion"]) > 0.85
+    assert _dice(sitk.GetArrayFromImage(breast), info["breast"]) > 0.9
+    assert not (t > 0)[info["heart"]].any()  # the heart's enhancement is outside the breast
+    assert set(np.unique(t)) <= {0, 1}
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["notice"] == RESEARCH_NOTICE
+    assert manifest["models"]["tumor"]["name"] == "tiny-tumor"
+    assert len(manifest["models"]["tumor"]["sha256"]) == 64
+    assert manifest["demo_weights"] is True
+    assert manifest["device"]["provider"] == "CPUExecutionProvider"
+    assert [p["time_s"] for p in manifest["phases"]] == pytest.approx([0, 60, 120])
+    assert manifest["time_mask"] == [1, 1, 1, 0, 0, 0]
+    assert set(manifest["timings_s"]) >= set(STAGES) | {"total"}
+    assert manifest["windows"]["tumor"] <= manifest["windows"]["tumor_full_volume"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["lesion_count"] == 1 == res.lesion_count
+    assert "Research use only" in (out / "report.md").read_text()
+
+
+def test_existing_output_untouched_without_force(models, dicom_study, tmp_path: Path) -> None:
+    folder, _ = dicom_study
+    out = tmp_path / "out" / "case1"
+    out.mkdir(parents=True)
+    (out / "mine.txt").write_text("keep me")
+    with pytest.raises(OutputExistsError, match="--force"):
+        segment_study(folder, out_dir=tmp_path / "out", settings=_settings(models, tmp_path))
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    segment_study(
+        folder, out_dir=tmp_path / "out", settings=_settings(models, tmp_path, force=True)
+    )
+    assert not (out / "mine.txt").exists() and (out / "tumor.nii.gz").exists()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["case1"]  # no temp or .old left
+
+
+def test_unwritable_output_leaves_nothing(models, dicom_study, tmp_path: Path) -> None:
+    folder, _ = dicom_study
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="Cannot write"):
+        segment_study(folder, out_dir=blocker / "out", settings=_settings(models, tmp_path))
+    assert blocker.read_text() == "x"
+
+
+def test_disk_full_while_writing_leaves_nothing(
+    models, dicom_study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import breastai.preview
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(breastai.preview, "write_preview", full)
+    folder, _ = dicom_study
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match="No space left"):
+        segment_study(folder, out_dir=out, settings=_settings(models, tmp_path))
+    assert list(out.iterdir()) == []
+
+
+def test_no_breast_mask_keeps_the_heart(models, dicom_study, tmp_path: Path) -> None:
+    folder, info = dicom_study
+    res = segment_study(
+        folder,
+        out_dir=tmp_path,
+        settings=_settings(models, tmp_path, use_breast_mask=False, write_seg=False),
+    )
+    t = sitk.GetArrayFromImage(sitk.ReadImage(str(res.out_dir / "tumor.nii.gz")))
+    assert (t > 0)[info["heart"]].mean() > 0.5  # the false positive the breast mask removes
+    assert res.lesion_count == 2
+    assert "seg.dcm" not in res.files
+
+
+def test_batch_failure_does_not_stop_others(models, dicom_study, tmp_path: Path) -> None:
+    folder, _ = dicom_study
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    results = segment_studies(
+        [folder, empty, folder], out_dir=tmp_path / "out", settings=_settings(models, tmp_path)
+    )
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].error and "\n" not in results[1].error and results[1].exit_code == 1
+    assert [r.name for r in results] == ["case1", "empty", "case1-2"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case1", "case1-2"]
+
+
+def test_nifti_input_gives_no_seg(models, tmp_path: Path) -> None:
+    info = write_classic_study(tmp_path / "dcm", orientation="sagittal")
+    nifti_dir = tmp_path / "nifti-case"
+    nifti_dir.mkdir()
+    for k, arr in enumerate(info["phases"]):
+        sitk.WriteImage(image_from_array(arr, info), str(nifti_dir / f"P{k}.nii.gz"))
+    res = segment_study(nifti_dir, out_dir=tmp_path / "out", settings=_settings(models, tmp_path))
+    assert "seg.dcm" not in res.files and "tumor.nii.gz" in res.files
+    tumor = sitk.ReadImage(str(res.out_dir / "tumor.nii.gz"))
+    _same_geometry(tumor, image_from_array(info["phases"][1], info))
+    assert _dice(sitk.GetArrayFromImage(tumor), info["lesion"]) > 0.85
+
+
+def test_more_phases_than_slots_are_chosen_by_time(models, tmp_path: Path) -> None:
+    info = write_classic_study(tmp_path / "d", n_phases=8, shape=(8, 24, 30))
+    study = study_from_info(info, tmp_path / "d")
+    study.name = "eight"
+    res = segment_study(study, out_dir=tmp_path / "out", settings=_settings(models, tmp_path))
+    manifest = json.loads((res.out_dir / "manifest.json").read_text())
+    used = [p["index"] for p in manifest["phases"] if p["used"]]
+    assert used == [0, 1, 2, 4, 5, 7]  # P0, P1, then times 120..420 s spread over 4 slots
+    assert "8 phases" in manifest["phase_selection"]
+    assert manifest["time_mask"] == [1] * 6
+
+
+def test_single_phase_study_is_refused(models, tmp_path: Path) -> None:
+    info = write_classic_study(tmp_path / "d", n_phases=2, shape=(6, 20, 24))
+    study = study_from_info(info, tmp_path / "d")
+    one = Study(phases=[study.phases[0]], source=tmp_path / "d", name="one")
+    with pytest.raises(InputError, match="needs at least 2"):
+        segment_study(one, out_dir=tmp_path / "out", settings=_settings(models, tmp_path))
+    assert not (tmp_path / "out" / "one").exists()
+
+
+def test_settings_validation() -> None:
+    with pytest.raises(ParameterError):
+        Settings(device="gpu")
+    with pytest.raises(ParameterError):
+        Settings(blend="max")
+    with pytest.raises(ParameterError):
+        Settings(batch_size=0)
+    assert Settings().to_dict()["use_breast_mask"] is True
+
+
+def test_blend_override_and_missing_breast(models, tmp_path: Path) -> None:
+    # a study without breast tissue (P0 dark everywhere): empty masks, a clear note, no crash
+    info = write_classic_study(tmp_path / "d", shape=(6, 20, 24))
+    study = study_from_info(info, tmp_path / "d")
+    dark = [
+        Phase(
+            index=p.index,
+            image=image_from_array(np.zeros((6, 20, 24), np.float32), info),
+            time_s=p.time_s,
+        )
+        for p in study.phases
+    ]
+    s = Study(phases=dark, source=tmp_path / "d", kind="nifti", name="dark")
+    res = segment_study(
+        s, out_dir=tmp_path / "out", settings=_settings(models, tmp_path, blend="vote")
+    )
+    assert res.ok and res.lesion_count == 0
+    assert any("no breast tissue" in n for n in res.notices)
+    manifest = json.loads((res.out_dir / "manifest.json").read_text())
+    assert manifest["models"]["tumor"]["blending"] == "vote"
+    assert manifest["windows"]["tumor"] == 0
+
+
+def test_cohort_prefetches_next_study_during_inference(
+    models, dicom_study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    import breastai.pipeline as pl
+
+    folder, _ = dicom_study
+    events: list[tuple[str, str, float]] = []
+    real_prepare, real_run = pl._prepare, pl._run
+    lock = threading.Lock()
+
+    def prepare(item, *a, **k):
+        with lock:
+            events.append(
+                ("prep-start", Path(str(getattr(item, "source", item))).name, time.perf_counter())
+            )
+        return real_prepare(item, *a, **k)
+
+    def run(prep, *a, **k):
+        t0 = time.perf_counter()
+        time.sleep(0.5)  # "inference": the next study should be read meanwhile
+        res = real_run(prep, *a, **k)
+        with lock:
+            events.append(("run", prep.name, t0))
+            events.append(("run-end", prep.name, time.perf_counter()))
+        return res
+
+    monkeypatch.setattr(pl, "_prepare", prepare)
+    monkeypatch.setattr(pl, "_run", run)
+    other = tmp_path / "case2"
+    write_classic_study(other, shape=(8, 24, 30))
+    results = segment_studies(
+        [folder, other], out_dir=tmp_path / "out", settings=_settings(models, tmp_path)
+    )
+    assert all(r.ok for r in results)
+    t = {(e, n): ts for e, n, ts in events}
+    assert t[("prep-start", "case2")] < t[("run-end", "case1")]  # overlapped with study 1
