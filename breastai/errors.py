@@ -15,11 +15,12 @@ __all__ = [
     "AmbiguousStudyError",
     "BreastAIError",
     "ChecksumMismatchError",
+    "DeviceUnavailableError",
     "InconsistentGeometryError",
     "InputError",
     "NoDCESeriesError",
-    "OutputExistsError",
     "OutputError",
+    "OutputExistsError",
     "ParameterError",
     "UnsupportedInputError",
     "WeightsError",
@@ -76,6 +77,10 @@ class WeightsNotFoundError(WeightsError):
 
 class ChecksumMismatchError(WeightsError):
     """A weights file's sha256 differs from the pinned value (the file was removed)."""
+
+
+class DeviceUnavailableError(BreastAIError):
+    """The requested compute device (``--device cuda[:N]``) cannot be used."""
 
 
 class OutputError(BreastAIError):

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from breastai.errors import BreastAIError, ParameterError, WeightsError
+from breastai.errors import DeviceUnavailableError, ParameterError, WeightsError
 
 __all__ = [
     "BLEND_MODES",
@@ -65,10 +65,6 @@ CUDNN_CONV_ALGO_SEARCH = "HEURISTIC"
 Predict = Callable[[np.ndarray], np.ndarray]
 #: A region of interest: ((z0, z1), (y0, y1), (x0, x1)) half-open voxel index ranges.
 Roi = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
-
-
-class DeviceUnavailableError(BreastAIError):
-    """The requested compute device (``--device cuda[:N]``) cannot be used (exit code 1)."""
 
 
 # ------------------------------------------------------------------------------ sliding window

@@ -8,8 +8,8 @@ Axis contract (the one place it is written down; other docstrings cite it):
 * ``sitk.GetArrayFromImage`` gives numpy arrays in ``(z, y, x)`` = ``(slice, row, column)`` order;
   every numpy array in breastai uses that order. ``image.GetSize()`` and ``GetSpacing()`` are
   ``(x, y, z)``.
-* Model inputs are float32 ``(B, C, D, H, W)`` = ``(batch, channel, z, y, x)``; the tumor model takes
-  ``phases`` ``(B, S, 1, D, H, W)`` (S phase slots; slot 0 = pre-contrast, slot 1 = first
+* Model inputs are float32 ``(B, C, D, H, W)`` = ``(batch, channel, z, y, x)``; the tumor model
+  takes ``phases`` ``(B, S, 1, D, H, W)`` (S phase slots; slot 0 = pre-contrast, slot 1 = first
   post-contrast) and ``time_mask`` ``(B, S)``.
 * Phase 0 is the pre-contrast phase; phase 1, the first post-contrast phase, is the reference phase
   whose grid the output masks share (the paper's "phase 2").
@@ -50,6 +50,13 @@ class Phase:
     frame_numbers:
         For enhanced multi-frame sources: the 1-based frame numbers of this phase's slices, in
         the same order as ``instance_uids``. Empty for classic (single-frame) sources.
+    label:
+        ``""``, ``"bilateral (joined)"`` or ``"split bilateral: R + L"``.
+    timing:
+        Optional timing details from the reader (docs/info-json.md): ``duration_s``,
+        ``duration_source``, ``mid_time_s``, ``time_since_injection_s``,
+        ``mid_time_since_injection_s``, ``time_since_first_post_s``, ``injection_reference``.
+        Empty when unknown.
     """
 
     index: int
@@ -61,6 +68,7 @@ class Phase:
     stacks: tuple[sitk.Image, ...] = ()
     frame_numbers: tuple[int, ...] = ()
     label: str = ""
+    timing: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

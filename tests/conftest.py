@@ -1,4 +1,4 @@
-"""Shared fixtures. Test data is generated here (phantom, small synthetic DICOM); none is committed."""
+"""Shared fixtures. Test data is generated in the tests (phantom, synthetic DICOM)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """The read-only ../shared folder beside the checkout; tests needing it skip when it is absent."""
+    """The read-only ../shared folder beside the checkout; tests that need it skip without it."""
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} not present: this checkout has no ../shared beside it")
     return SHARED
