@@ -25,8 +25,9 @@ from breastai.errors import (
     NoDCESeriesError,
     UnsupportedInputError,
 )
-from breastai.io import load_study
+from breastai.io import load_study, study_info
 from breastai.io.dicom_index import index_folder
+from breastai.io.times import DURATION_SPACING
 from breastai.study import Study
 
 
@@ -381,6 +382,56 @@ def test_case19_times_across_midnight(tmp_path: Path, dates: bool) -> None:
     study = load_study(tmp_path)
     assert [p.time_s for p in study.phases] == pytest.approx([0.0, 20.0, 40.0])
     _assert_matches(study, truth)
+
+
+@pytest.mark.parametrize("dates", [True, False])
+def test_phase_timing_from_headers(tmp_path: Path, dates: bool) -> None:
+    """Injection 30 s before phase 0 (across midnight), 50 s TemporalResolution, 60 s phases."""
+
+    def stamp(ds: Dataset, k: int, z: int) -> None:
+        ds.ContrastBolusStartTime = "235940"
+        ds.TemporalResolution = 50000.0  # ms
+        if not dates:
+            for name in ("AcquisitionDate", "ContentDate", "SeriesDate", "StudyDate"):
+                del ds[name]
+
+    make_study(
+        tmp_path,
+        n_phases=3,
+        start=dt.datetime(2024, 3, 1, 23, 59, 40),
+        times_s=[30, 90, 150],
+        per_file=stamp,
+    )
+    info = study_info(load_study(tmp_path))
+    phases = info["phases"]
+    assert [p["time_s"] for p in phases] == [0.0, 60.0, 120.0]
+    assert [p["duration_s"] for p in phases] == [50.0] * 3
+    assert {p["duration_source"] for p in phases} == {"TemporalResolution (0020,0110)"}
+    assert [p["mid_time_s"] for p in phases] == [25.0, 85.0, 145.0]
+    assert [p["time_since_injection_s"] for p in phases] == pytest.approx([30.0, 90.0, 150.0])
+    assert [p["mid_time_since_injection_s"] for p in phases] == pytest.approx([55, 115, 175])
+    assert [p["time_since_first_post_s"] for p in phases] == [-60.0, 0.0, 60.0]
+    assert {p["injection_reference"] for p in phases} == {"ContrastBolusStartTime (0018,1042)"}
+    # user times are not on the scanner clock: no time since injection from them
+    user = study_info(load_study(tmp_path, times=[0, 70, 140]))["phases"]
+    assert {p["time_since_injection_s"] for p in user} == {None}
+    assert all("--times" in p["injection_reference"] for p in user)
+
+
+def test_phase_timing_without_injection_or_durations(tmp_path: Path) -> None:
+    make_study(tmp_path, n_phases=3, times_s=[0, 100, 160])
+    phases = study_info(load_study(tmp_path))["phases"]
+    assert [p["duration_s"] for p in phases] == [100.0, 60.0, 60.0]
+    assert {p["duration_source"] for p in phases} == {DURATION_SPACING}
+    assert [p["mid_time_s"] for p in phases] == [50.0, 130.0, 190.0]
+    assert {p["time_since_injection_s"] for p in phases} == {None}
+    assert all(
+        "ContrastBolusStartTime (0018,1042) absent" in p["injection_reference"] for p in phases
+    )
+    # user times: spacing of the given times; no injection reference from the headers
+    user = study_info(load_study(tmp_path, times=[0, 80, 200]))["phases"]
+    assert [p["duration_s"] for p in user] == [80.0, 120.0, 120.0]
+    assert {p["time_since_injection_s"] for p in user} == {None}
 
 
 def test_case20_duplicate_pre_contrast_keeps_last(tmp_path: Path) -> None:

@@ -61,6 +61,21 @@ def test_phantom_layout(tmp_path: Path, case: object, layout: str) -> None:
     assert len(study.phases) == images.shape[0]
     times = np.asarray(case.times_s) - case.times_s[0]  # type: ignore[attr-defined]
     np.testing.assert_allclose([p.time_s for p in study.phases], times, atol=0.01)
+    # case.times_s are k-space centres after injection; every layout states the duration
+    # (0018,9220 / vendor private) and ContrastBolusStartTime, so the mid-phase times since
+    # injection must reproduce them
+    sources = {p.timing["duration_source"] for p in study.phases}
+    assert len(sources) == 1 and "spacing" not in next(iter(sources))
+    np.testing.assert_allclose(
+        [p.timing["mid_time_since_injection_s"] for p in study.phases],
+        case.times_s,  # type: ignore[attr-defined]
+        atol=0.01,
+    )
+    assert {p.timing["injection_reference"] for p in study.phases} == {
+        "ContrastBolusStartTime (0018,1042)"
+    }
+    mids = np.asarray([p.timing["mid_time_s"] for p in study.phases])
+    np.testing.assert_allclose(mids - mids[0], times, atol=0.01)
     first = pydicom.dcmread(study.phases[1].source_files[0], stop_before_pixels=True)
     # 1 DN: the writer scales in float32; + slope / 2: stored = round(DN / slope) (Philips)
     atol = 1.0 + 0.5 * float(first.get("RescaleSlope", 1.0)) + 1e-3

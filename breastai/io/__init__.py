@@ -20,9 +20,25 @@ from breastai.errors import InputError, ParameterError, UnsupportedInputError
 from breastai.io.nifti import IMAGE_SUFFIXES, find_phase_files, read_nifti_study, write_image
 from breastai.study import Study
 
-__all__ = ["INFO_SCHEMA", "load_study", "read_image", "study_info", "write_image"]
+__all__ = [
+    "INFO_SCHEMA",
+    "TIMING_KEYS",
+    "load_study",
+    "read_image",
+    "study_info",
+    "write_image",
+]
 
 INFO_SCHEMA = "breastai.info/1"
+TIMING_KEYS = (
+    "duration_s",
+    "duration_source",
+    "mid_time_s",
+    "time_since_injection_s",
+    "mid_time_since_injection_s",
+    "time_since_first_post_s",
+    "injection_reference",
+)
 
 _READER_OPTIONS = {
     "te_max_ms",
@@ -117,7 +133,8 @@ def study_info(study: Study) -> dict[str, Any]:
 
     The schema (``"schema": "breastai.info/1"``) is documented in docs/info-json.md: top-level
     ``phases`` (one object per phase: index, label, size/spacing [x, y, z], origin, direction
-    (LPS, row-major 3x3), time_s, series_uid, n_slices, stacks), ``series`` and ``decisions``.
+    (LPS, row-major 3x3), time_s, the optional timing keys of ``TIMING_KEYS``, series_uid,
+    n_slices, stacks), ``series`` and ``decisions``.
     """
     from breastai import RESEARCH_NOTICE
 
@@ -126,6 +143,8 @@ def study_info(study: Study) -> dict[str, Any]:
         entry: dict[str, Any] = {"index": phase.index, "label": phase.label}
         entry.update(_geometry(phase.image))
         entry["time_s"] = None if phase.time_s is None else round(float(phase.time_s), 3)
+        for key in TIMING_KEYS:  # optional in schema breastai.info/1 (null when unknown)
+            entry[key] = phase.timing.get(key)
         entry["series_uid"] = phase.series_uid
         entry["n_slices"] = int(phase.image.GetSize()[2])
         entry["n_files"] = len(set(phase.source_files))

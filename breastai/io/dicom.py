@@ -20,12 +20,15 @@ without guessing raises an :class:`~breastai.errors.InputError` subclass with on
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import logging
 import math
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,7 @@ from breastai.errors import (
     ParameterError,
     UnsupportedInputError,
 )
-from breastai.io.dicom_index import FrameRecord, SeriesIndex, index_folder
+from breastai.io.dicom_index import DURATION_SOURCES, FrameRecord, SeriesIndex, index_folder
 from breastai.io.dicom_select import (
     Candidate,
     Unit,
@@ -51,6 +54,7 @@ from breastai.io.dicom_select import (
     exclusion_reason,
     score_candidates,
 )
+from breastai.io.times import phase_timing, since_injection
 from breastai.study import DecisionLog, Phase, Study
 
 __all__ = ["ReaderOptions", "check_decoder", "list_series", "read_dicom_study", "select_series"]
@@ -136,6 +140,8 @@ class _PixelReader:
     def __init__(self) -> None:
         self._multi: dict[Path, np.ndarray] = {}
         self._hash: dict[tuple[Path, int], int] = {}
+        self._local = threading.local()
+        self._lock = threading.Lock()
 
     def clear(self) -> None:
         self._multi.clear()
@@ -152,39 +158,81 @@ class _PixelReader:
         return _pixels(ds, path)
 
     @staticmethod
-    def _tail(rec: FrameRecord) -> np.ndarray | None:
-        """Fast path for uncompressed little-endian single-frame files whose last element is the
-        pixel data: read the pixel bytes straight from the end of the file after checking the
-        PixelData element header in front of them (tag, VR and length). None: use pydicom."""
+    def _tail_layout(rec: FrameRecord) -> tuple[int, int, np.dtype[Any]] | None:
+        """(pixel bytes, element header bytes, dtype) of an uncompressed little-endian
+        single-frame file whose pixel data can be read from the end of the file; None: use
+        pydicom."""
         if rec.transfer_syntax not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"):
             return None
         if rec.bits_allocated not in (8, 16, 32) or rec.samples_per_pixel != 1:
             return None
+        if rec.rows <= 0 or rec.cols <= 0:
+            return None
         nbytes = rec.rows * rec.cols * (rec.bits_allocated // 8)
-        explicit = rec.transfer_syntax == "1.2.840.10008.1.2.1"
-        head_len = 12 if explicit else 8
+        head_len = 12 if rec.transfer_syntax == "1.2.840.10008.1.2.1" else 8
+        kind = "i" if rec.signed else "u"
+        return nbytes, head_len, np.dtype(f"<{kind}{rec.bits_allocated // 8}")
+
+    @staticmethod
+    def _tail_into(rec: FrameRecord, buf: bytearray, nbytes: int, head_len: int) -> bool:
+        """Read the PixelData element header and value, which end the file, into ``buf``
+        (``head_len + nbytes`` bytes); True only after checking the element header (tag, VR
+        and length) in front of the pixel bytes."""
         try:
-            with open(rec.path, "rb") as fh:
+            with open(rec.path, "rb", buffering=0) as fh:
                 size = fh.seek(0, os.SEEK_END)
                 if size < nbytes + head_len + 132:
-                    return None
+                    return False
                 fh.seek(size - nbytes - head_len)
-                head = fh.read(head_len)
-                if explicit:
-                    ok = head[:4] == b"\xe0\x7f\x10\x00" and head[4:6] in (b"OW", b"OB")
-                    ok = ok and head[6:8] == b"\x00\x00"
-                else:
-                    ok = head[:4] == b"\xe0\x7f\x10\x00"
-                if not ok or int.from_bytes(head[-4:], "little") != nbytes:
-                    return None
-                kind = "i" if rec.signed else "u"
-                dtype = np.dtype(f"<{kind}{rec.bits_allocated // 8}")
-                data = np.frombuffer(fh.read(nbytes), dtype=dtype)
+                if fh.readinto(buf) != nbytes + head_len:
+                    return False
         except OSError:
+            return False
+        if buf[:4] != b"\xe0\x7f\x10\x00":
+            return False
+        if head_len == 12 and (bytes(buf[4:6]) not in (b"OW", b"OB") or buf[6:8] != b"\x00\x00"):
+            return False
+        return int.from_bytes(buf[head_len - 4 : head_len], "little") == nbytes
+
+    def _tail(self, rec: FrameRecord) -> np.ndarray | None:
+        """Fast path for uncompressed little-endian single-frame files whose last element is the
+        pixel data: read the pixel bytes straight from the end of the file after checking the
+        PixelData element header in front of them (tag, VR and length). None: use pydicom."""
+        layout = self._tail_layout(rec)
+        if layout is None:
             return None
-        if data.size != rec.rows * rec.cols:
+        nbytes, head_len, dtype = layout
+        buf = bytearray(nbytes + head_len)
+        if not self._tail_into(rec, buf, nbytes, head_len):
             return None
-        return data.reshape(rec.rows, rec.cols)
+        return np.frombuffer(buf, dtype=dtype, offset=head_len).reshape(rec.rows, rec.cols)
+
+    def frame_into(self, rec: FrameRecord, out: np.ndarray) -> None:
+        """Write the frame's rescaled values (stored x slope + intercept) into ``out`` (float32,
+        rows x cols). Uncompressed files are read into a per-thread buffer, nothing else is
+        allocated."""
+        layout = self._tail_layout(rec) if rec.frame == 0 else None
+        arr: np.ndarray | None = None
+        if layout is not None:
+            nbytes, head_len, dtype = layout
+            buf = getattr(self._local, "buf", None)
+            if buf is None or len(buf) != nbytes + head_len:
+                buf = bytearray(nbytes + head_len)
+                self._local.buf = buf
+            if self._tail_into(rec, buf, nbytes, head_len):
+                arr = np.frombuffer(buf, dtype=dtype, offset=head_len).reshape(rec.rows, rec.cols)
+        if arr is None:
+            arr = self.frame(rec)
+        if arr.shape != out.shape:
+            raise InconsistentGeometryError(
+                f"{rec.path}: pixel data is {arr.shape}, expected {out.shape}."
+            )
+        if rec.slope == 1.0 and not rec.intercept:
+            np.copyto(out, arr, casting="unsafe")
+        else:
+            np.multiply(arr, np.float32(rec.slope), out=out, casting="unsafe")
+            if rec.intercept:
+                out += np.float32(rec.intercept)
 
     def frame(self, rec: FrameRecord) -> np.ndarray:
         if rec.frame == 0:
@@ -193,12 +241,13 @@ class _PixelReader:
                 return fast
             arr = self._decode(rec.path)
             return arr[0] if arr.ndim == 3 else arr
-        cached = self._multi.get(rec.path)
-        if cached is None:
-            cached = self._decode(rec.path)
-            if cached.ndim == 2:
-                cached = cached[None]
-            self._multi[rec.path] = cached
+        with self._lock:  # one decode per multi-frame file, also with several threads
+            cached = self._multi.get(rec.path)
+            if cached is None:
+                cached = self._decode(rec.path)
+                if cached.ndim == 2:
+                    cached = cached[None]
+                self._multi[rec.path] = cached
         arr = cached
         if rec.frame > arr.shape[0]:
             raise InputError(
@@ -783,27 +832,84 @@ def _check_groups(
 # volumes
 
 
+_WRITABLE_VIEWS: bool | None = None
+
+
+def _image_view(image: sitk.Image) -> np.ndarray | None:
+    """A writable float32 numpy view of a new float32 image's own pixel buffer, or None.
+
+    ``sitk.GetArrayViewFromImage`` makes the buffer unique and returns a read-only view of it;
+    the view is re-wrapped writable so that slices are decoded straight into the image (no
+    second 4-byte-per-voxel buffer and copy). The caller keeps ``image`` alive while writing.
+    """
+    view = sitk.GetArrayViewFromImage(image)
+    if view.dtype != np.float32 or not view.flags.c_contiguous:
+        return None
+    address = int(view.__array_interface__["data"][0])
+    buffer = (ctypes.c_float * view.size).from_address(address)
+    writable: np.ndarray = np.ctypeslib.as_array(buffer).reshape(view.shape)
+    return writable
+
+
+def _writable_views() -> bool:
+    """Whether :func:`_image_view` writes land in the image (checked once per process)."""
+    global _WRITABLE_VIEWS
+    if _WRITABLE_VIEWS is None:
+        try:
+            probe = sitk.Image(3, 2, 2, sitk.sitkFloat32)
+            view = _image_view(probe)
+            ok = view is not None and view.shape == (2, 2, 3)
+            if ok and view is not None:
+                pattern = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
+                view[...] = pattern
+                ok = bool(np.array_equal(sitk.GetArrayFromImage(probe), pattern))
+                ok = ok and probe.GetPixel(2, 1, 1) == 11.0
+        except Exception:  # any surprise: use the copying path
+            ok = False
+        _WRITABLE_VIEWS = ok
+    return _WRITABLE_VIEWS
+
+
+def _new_volume(nz: int, ny: int, nx: int) -> tuple[sitk.Image | None, np.ndarray]:
+    """A float32 (z, y, x) buffer to decode into: the pixel buffer of a new sitk image when it
+    can be written in place, else a numpy array (image None: built by copying afterwards)."""
+    if _writable_views():
+        image = sitk.Image(nx, ny, nz, sitk.sitkFloat32)
+        view = _image_view(image)
+        if view is not None:
+            return image, view
+    return None, np.empty((nz, ny, nx), dtype=np.float32)
+
+
+_DECODE_THREADS = 2
+
+
 def _build_image(frames: Sequence[FrameRecord], pixels: _PixelReader, spacing: float) -> sitk.Image:
     first = frames[0]
     if first.iop is None or first.ipp is None or first.pixel_spacing is None:
         raise InconsistentGeometryError(f"{first.path}: image geometry is missing.")
     row, col, n = _orthonormal(first.iop)
-    volume = np.empty((len(frames), first.rows, first.cols), dtype=np.float32)
+    image, volume = _new_volume(len(frames), first.rows, first.cols)
 
     def load(k: int) -> None:
-        f = frames[k]
-        arr = pixels.frame(f)
-        if arr.shape != (first.rows, first.cols):
-            raise InconsistentGeometryError(
-                f"{f.path}: pixel data is {arr.shape}, expected {(first.rows, first.cols)}."
-            )
-        np.multiply(arr, np.float32(f.slope), out=volume[k], casting="unsafe")
-        if f.intercept:
-            volume[k] += np.float32(f.intercept)
+        pixels.frame_into(frames[k], volume[k])
 
-    for k in range(len(frames)):  # serial: decoding holds the GIL, threads only add contention
-        load(k)
-    image = sitk.GetImageFromArray(volume, isVector=False)
+    def load_all(ks: range) -> None:
+        for k in ks:
+            load(k)
+
+    threads = min(_DECODE_THREADS, os.cpu_count() or 1)
+    if threads > 1 and len(frames) >= 16:
+        # file reads and numpy casts release the GIL (overlaps I/O when the files are not
+        # cached); pydicom decoding mostly holds it
+        chunks = [range(i, len(frames), threads) for i in range(threads)]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for _ in pool.map(load_all, chunks):
+                pass
+    else:
+        load_all(range(len(frames)))
+    if image is None:
+        image = sitk.GetImageFromArray(volume, isVector=False)
     image.SetOrigin(tuple(float(v) for v in first.ipp))
     ps = first.pixel_spacing
     image.SetSpacing((float(ps[1]), float(ps[0]), float(spacing) if spacing > 0 else 1.0))
@@ -1249,11 +1355,28 @@ def read_dicom_study(
         if any(t is not None for t in phase_times):
             log.clock = "nominal (TemporalPositionIdentifier x TemporalResolution)"
     log.time_reference = "first phase" if any(t is not None for t in phase_times) else None
-    injection = [r.contrast_start for g in main.groups for r in g.frames[:1] if r.contrast_start]
-    if injection and all(t is not None for t in clock_starts) and times is None:
-        inj = min(injection).timestamp()
-        since = [f"{float(t) - inj:.1f}" for t in clock_starts if t is not None]
-        log.notes.append(f"seconds since ContrastBolusStartTime: {', '.join(since)}")
+    injection = sorted(
+        {r.contrast_start for g in main.groups for r in g.frames[:1] if r.contrast_start}
+    )
+    if len(injection) > 1 and (injection[-1] - injection[0]).total_seconds() > 1.0:
+        log.warnings.append(
+            f"phases state {len(injection)} different ContrastBolusStartTime values; "
+            "used the earliest"
+        )
+    if times is not None:
+        no_clock = "the phase times were given by the user (--times)"
+    elif main.clock not in _ABSOLUTE_CLOCKS:
+        no_clock = f"the phase clock ({log.clock}) is not an absolute time of day"
+    else:
+        no_clock = ""
+    since, injection_reference = since_injection(
+        clock_starts, injection[0].timestamp() if injection else None, reason=no_clock
+    )
+    if since[0] is not None:
+        log.notes.append(
+            "seconds since ContrastBolusStartTime: "
+            + ", ".join(f"{v:.1f}" for v in since if v is not None)
+        )
     # duplicate pre-contrast (§1.3, case 20)
     keep = list(range(n_phases))
     evidence = [_contrast_evidence(g) for g in main.groups]
@@ -1277,6 +1400,22 @@ def read_dicom_study(
                 keep = list(range(first_post - 1, n_phases))
     if len(keep) < 2:
         raise NoDCESeriesError("the DCE acquisition has fewer than two usable phases.")
+    # durations, mid-phase times, times since injection (§1.6)
+    kept_times = [
+        None
+        if phase_times[k] is None
+        else float(phase_times[k] or 0.0) - float(phase_times[keep[0]] or 0.0)
+        for k in keep
+    ]
+    timings, timing_notes = phase_timing(
+        kept_times,
+        [_phase_durations([f for asm in assemblies for f in asm.groups[k].frames]) for k in keep],
+        injection_s=[since[k] for k in keep],
+        injection_reference=injection_reference,
+        reference_index=1,
+        times_are_mid=main.clock == "FrameReferenceDateTime" and times is None,
+    )
+    log.notes.extend(timing_notes)
     # volumes
     phases: list[Phase] = []
     role_of: dict[str, list[int]] = {}
@@ -1304,18 +1443,19 @@ def read_dicom_study(
                 label = ""
         all_frames = [f for fl in frame_lists for f in fl]
         own = frame_lists[0]  # the slices of ``image`` (the right stack when split), in order
-        t_k = phase_times[k]
+        t_k = kept_times[new_index]
         phases.append(
             Phase(
                 index=new_index,
                 image=images[0],
-                time_s=None if t_k is None else float(t_k) - float(phase_times[keep[0]] or 0.0),
+                time_s=t_k,
                 series_uid=own[0].series_uid,
                 instance_uids=tuple(f.sop_uid for f in own),
                 source_files=tuple(f.path for f in own),
                 stacks=tuple(images) if len(images) > 1 else (),
                 frame_numbers=tuple(f.frame for f in own) if any(f.frame for f in own) else (),
                 label=label,
+                timing=timings[new_index],
             )
         )
         for f in all_frames:
@@ -1344,6 +1484,24 @@ def read_dicom_study(
         decisions=log,
         series=[u.to_dict() for u in units],
     )
+
+
+_ABSOLUTE_CLOCKS = {
+    "FrameAcquisitionDateTime",
+    "FrameReferenceDateTime",
+    "AcquisitionDateTime",
+    "ContentDateTime",
+    "SeriesDateTime",
+}
+
+
+def _phase_durations(frames: Sequence[FrameRecord]) -> list[tuple[str, float]]:
+    """The durations a phase's headers state, ``(source, median seconds)``, best source first."""
+    values: dict[str, list[float]] = {}
+    for f in frames:
+        for name, seconds in f.durations:
+            values.setdefault(name, []).append(seconds)
+    return [(name, float(np.median(values[name]))) for name in DURATION_SOURCES if name in values]
 
 
 def _nominal_times(groups: Sequence[_Group]) -> list[float | None]:

@@ -29,6 +29,7 @@ from breastai.errors import (
     ParameterError,
     UnsupportedInputError,
 )
+from breastai.io.times import phase_timing
 from breastai.study import DecisionLog, Phase, Study
 
 __all__ = [
@@ -221,8 +222,17 @@ def read_nifti_study(
     log.clock = "user (--times)" if times is not None else None
     log.time_reference = "first phase" if times is not None else None
     rel = [float(t) - float(times[0]) for t in times] if times is not None else [None] * len(images)
+    timings, notes = phase_timing(
+        rel,
+        [[] for _ in images],
+        injection_reference=(
+            "none: NIfTI input carries no ContrastBolusStartTime; times are relative to the "
+            "first phase (time_s) and to the first post-contrast phase (time_since_first_post_s)"
+        ),
+    )
+    log.notes.extend(notes)
     phases = [
-        Phase(index=k, image=img, time_s=rel[k], source_files=(sources[k],))
+        Phase(index=k, image=img, time_s=rel[k], source_files=(sources[k],), timing=timings[k])
         for k, img in enumerate(images)
     ]
     for w in log.warnings:
