@@ -45,7 +45,9 @@ WeightsFileOption = Annotated[
     Path | None,
     typer.Option(
         "--weights-file",
-        help="User weights file (default: $BREASTAI_WEIGHTS_FILE, else $BREASTAI_HOME/weights.toml).",
+        help=(
+            "User weights file (default: $BREASTAI_WEIGHTS_FILE, else $BREASTAI_HOME/weights.toml)."
+        ),
         dir_okay=False,
     ),
 ]
@@ -91,7 +93,9 @@ def _version_callback(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version."),
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version."
+        ),
     ] = False,
 ) -> None:
     """breastai command line."""
@@ -105,17 +109,917 @@ def _root(
 
 # === section: demo (breastai.phantom) ===
 
+from breastai.phantom.presets import Layout, Orientation, Preset  # noqa: E402  (no numpy)
+
+
+@app.command("demo")
+@handle_errors
+def demo(
+    out_dir: Annotated[
+        Path, typer.Argument(help="New (or empty) folder for the study and its ground truth.")
+    ],
+    layout: Annotated[
+        Layout, typer.Option(help="Vendor-like DICOM layout of the DCE series.")
+    ] = Layout.GE,
+    preset: Annotated[
+        Preset, typer.Option(help="Phantom preset (a hard case of phantom-spec.md §8).")
+    ] = Preset.DEFAULT,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same bytes).")] = 0,
+    orientation: Annotated[
+        Orientation, typer.Option(help="Acquisition orientation.")
+    ] = Orientation.AXIAL,
+    decoys: Annotated[
+        bool,
+        typer.Option(
+            "--decoys/--no-decoys",
+            help="Also write decoy series (subtraction, MIP, localizer, T2).",
+        ),
+    ] = True,
+) -> None:
+    """Write a synthetic breast DCE-MRI study (DICOM) plus its ground truth (NIfTI + JSON)."""
+    from breastai.phantom import make_demo_study
+
+    path = make_demo_study(
+        out_dir,
+        layout=layout.value,
+        preset=preset.value,
+        seed=seed,
+        orientation=orientation.value,
+        decoys=decoys,
+    )
+    console.print(f"wrote {path}/dicom (study) and {path}/truth (ground truth)", highlight=False)
+    console.print(RESEARCH_NOTICE, highlight=False)
+
 # === section: info (breastai.io) ===
+
+
+def _parse_times(text: str | None) -> list[float] | None:
+    from breastai.errors import ParameterError
+
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise ParameterError(
+            f"--times {text!r} is not a comma-separated list of seconds (e.g. 0,60,120)."
+        ) from None
+
+
+def _series_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Series", show_lines=False)
+    for name in ("#", "Description", "Files", "Frames", "Role"):
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        role = str(row.get("role") or "")
+        style = "dim" if role.startswith("excluded") else ""
+        style = "green" if role.startswith("DCE") else style
+        table.add_row(
+            "" if row.get("series_number") is None else str(row["series_number"]),
+            str(row.get("description") or ""),
+            str(row.get("n_files", "")),
+            str(row.get("n_frames", "")),
+            role,
+            style=style,
+        )
+    return table
+
+
+@app.command("info")
+@handle_errors
+def info_command(
+    study_dir: Annotated[
+        Path,
+        typer.Argument(help="DICOM study folder, folder of per-phase NIfTI files, or a 4-D NIfTI."),
+    ],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (schema: docs/info-json.md).")
+    ] = False,
+    dce_series: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dce-series",
+            help="SeriesInstanceUID (or series number) of the DCE acquisition; "
+            "repeat or comma-separate.",
+        ),
+    ] = None,
+    study: Annotated[
+        str | None,
+        typer.Option(
+            "--study", help="StudyInstanceUID to read when the folder holds several studies."
+        ),
+    ] = None,
+    times: Annotated[
+        str | None,
+        typer.Option("--times", help="Phase times in seconds, comma-separated (e.g. 0,60,120)."),
+    ] = None,
+) -> None:
+    """Show every series of a study, the DCE phases found and how they were found."""
+    import contextlib
+
+    from rich.table import Table
+
+    from breastai.errors import AmbiguousStudyError as _Ambiguous
+    from breastai.errors import NoDCESeriesError
+    from breastai.io import load_study, study_info
+
+    phase_times = _parse_times(times)
+    try:
+        result = load_study(
+            study_dir, dce_series=tuple(dce_series or ()), study_uid=study, times=phase_times
+        )
+    except (_Ambiguous, NoDCESeriesError):
+        if not json_output and study_dir.is_dir():
+            from breastai.io.dicom import list_series
+
+            with contextlib.suppress(BreastAIError):
+                console.print(_series_table(list_series(study_dir, study_uid=study)))
+        raise
+    info = study_info(result)
+    if json_output:
+        print_json(info)
+        return
+    if info["series"]:
+        console.print(_series_table(info["series"]))
+    table = Table(title=f"DCE phases ({len(info['phases'])})")
+    columns = (
+        "Phase", "Time (s)", "Duration (s)", "Mid after injection (s)", "Size (x,y,z)",
+        "Spacing (mm)", "Origin (LPS mm)", "Series", "Label",
+    )  # fmt: skip
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for ph in info["phases"]:
+        table.add_row(
+            str(ph["index"]) + (" (ref)" if ph["index"] == info["reference_phase"] else ""),
+            "-" if ph["time_s"] is None else f"{ph['time_s']:.1f}",
+            "-" if ph.get("duration_s") is None else f"{ph['duration_s']:.1f}",
+            "-"
+            if ph.get("mid_time_since_injection_s") is None
+            else f"{ph['mid_time_since_injection_s']:.1f}",
+            "x".join(str(v) for v in ph["size"]),
+            ", ".join(f"{v:.3g}" for v in ph["spacing"]),
+            ", ".join(f"{v:.1f}" for v in ph["origin"]),
+            ("..." + str(ph["series_uid"])[-10:]) if ph["series_uid"] else "-",
+            str(ph["label"] or ""),
+        )
+    console.print(table)
+    decisions = info["decisions"]
+    console.print(
+        f"grouping key: {decisions['grouping_key']}; clock: {decisions['clock']}; "
+        f"times relative to: {decisions['time_reference']}",
+        highlight=False,
+    )
+    if info["phases"]:
+        first = info["phases"][0]
+        console.print(
+            f"duration from: {first.get('duration_source') or 'unknown'}; injection time: "
+            f"{first.get('injection_reference') or 'unknown'}",
+            highlight=False,
+        )
+    for warning in decisions["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    console.print(RESEARCH_NOTICE, style="dim")
+
 
 # === section: segment (breastai.pipeline) ===
 
+from enum import StrEnum  # noqa: E402
+
+
+class BlendChoice(StrEnum):
+    """Window blending modes (breastai.inference.BLEND_MODES)."""
+
+    VOTE = "vote"
+    MEAN = "mean"
+    GAUSSIAN = "gaussian"
+
+
+def _segment_table(results: list[Any]) -> Any:
+    from rich.table import Table
+
+    noun = "study" if len(results) == 1 else "studies"
+    table = Table(title=f"breastai segment: {len(results)} {noun}")
+    cols = ("Study", "Status", "Lesions", "T", "Longest (mm)", "Tumor (ml)", "Time (s)", "Output")
+    for col in cols:
+        table.add_column(col, overflow="fold")
+    for r in results:
+        if r.ok:
+            table.add_row(
+                r.name,
+                "[green]ok[/green]",
+                str(r.lesion_count),
+                str(r.t_category),
+                "-" if r.longest_diameter_mm is None else f"{r.longest_diameter_mm:.1f}",
+                f"{r.tumor_volume_ml:.2f}" if r.tumor_volume_ml is not None else "-",
+                f"{r.timings_s.get('total', 0.0):.1f}",
+                str(r.out_dir),
+            )
+        else:
+            table.add_row(r.name, "[red]failed[/red]", "", "", "", "", "", r.error or "")
+    return table
+
+
+@app.command("segment")
+@handle_errors
+def segment(
+    study_dirs: Annotated[
+        list[Path],
+        typer.Argument(help="Study folders (DICOM or per-phase NIfTI) or 4-D NIfTI files."),
+    ],
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="Output folder; one subfolder per study.")
+    ] = Path("breastai-output"),
+    device: Annotated[
+        str, typer.Option(help="auto | cpu | cuda | cuda:N (auto: CUDA if usable, else CPU).")
+    ] = "auto",
+    weights: Annotated[
+        str | None, typer.Option("--weights", help="Tumor model name or ONNX path.")
+    ] = None,
+    breast_weights: Annotated[
+        str | None, typer.Option("--breast-weights", help="Breast model name or ONNX path.")
+    ] = None,
+    blend: Annotated[
+        BlendChoice | None,
+        typer.Option("--blend", help="Override the model cards' window blending."),
+    ] = None,
+    no_breast_mask: Annotated[
+        bool,
+        typer.Option("--no-breast-mask", help="Do not restrict the tumor mask to the breast mask."),
+    ] = False,
+    save_probabilities: Annotated[
+        bool,
+        typer.Option("--save-probabilities", help="Also write tumor_probability.nii.gz."),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace existing output folders.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress and no table; errors only.")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the per-study results as one JSON document.")
+    ] = False,
+    weights_file: WeightsFileOption = None,
+    dce_series: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dce-series",
+            help="SeriesInstanceUID (or number) of the DCE acquisition; repeat or comma-separate.",
+        ),
+    ] = None,
+) -> None:
+    """Segment breast and tumor, write NIfTI masks, DICOM-SEG, report, preview and manifest."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from breastai.pipeline import STAGES, Settings, segment_studies
+
+    series = tuple(s.strip() for item in (dce_series or ()) for s in item.split(",") if s.strip())
+    settings = Settings(
+        device=device,
+        weights=weights,
+        breast_weights=breast_weights,
+        weights_file=weights_file,
+        blend=blend.value if blend is not None else None,
+        use_breast_mask=not no_breast_mask,
+        save_probabilities=save_probabilities,
+        force=force,
+        dce_series=series,
+    )
+    show = not quiet and not json_output
+    n = len(study_dirs)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not show,
+    )
+    with progress:
+        overall = progress.add_task(f"studies (0/{n})", total=n)
+        stage_task = progress.add_task("", total=len(STAGES))
+
+        def on_progress(i: int, stage: str, fraction: float) -> None:
+            k = STAGES.index(stage) if stage in STAGES else 0
+            progress.update(
+                stage_task,
+                completed=k + min(max(fraction, 0.0), 1.0),
+                description=f"{study_dirs[i].name}: {stage}",
+            )
+
+        def on_result(i: int, result: Any) -> None:
+            progress.update(overall, completed=i + 1, description=f"studies ({i + 1}/{n})")
+            if not result.ok:
+                err_console.print(
+                    f"[red]error:[/red] {result.name}: {result.error}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            elif show:
+                for note in result.notices:
+                    err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+
+        results = segment_studies(
+            study_dirs, out_dir=out, settings=settings, progress=on_progress, on_result=on_result
+        )
+    if json_output:
+        print_json({"notice": RESEARCH_NOTICE, "results": [r.to_dict() for r in results]})
+    elif show:
+        console.print(_segment_table(results))
+        if any(r.demo_weights for r in results if r.ok):
+            console.print(
+                "[yellow]Demo weights (trained on synthetic phantoms): "
+                "not for real patients.[/yellow]"
+            )
+        console.print(RESEARCH_NOTICE, style="dim")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise typer.Exit(code=1)
+
+
 # === section: tstage (breastai.report) ===
+
+
+def _tstage_table(report: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(
+        title=f"T category (size only, AJCC 8th): {report.t_category}", title_justify="left"
+    )
+    for col in ("#", "side", "3-D mm", "2-D mm [slice]", "mL"):
+        table.add_column(col, justify="left" if col in ("#", "side") else "right")
+    has_kin = any(les.kinetics is not None for les in report.lesions)
+    if has_kin:
+        for col in ("curve", "init %", "FTV mL"):
+            table.add_column(col, justify="right")
+    table.add_column("flags")
+    for les in report.lesions:
+        flags = []
+        if les.touches_image_border:
+            flags.append("touches border")
+        if les.breast_contact:
+            flags.append("reaches " + "+".join(les.breast_contact) + ": possible T4, review")
+        row = [
+            str(les.index),
+            les.laterality,
+            f"{les.longest_diameter_mm:.1f}",
+            f"{les.longest_in_plane_diameter_mm:.1f} [{les.in_plane_slice}]",
+            f"{les.volume_ml:.2f}",
+        ]
+        if has_kin:
+            k = les.kinetics
+            init = k.initial_enhancement_pct if k is not None else None
+            row += [
+                "" if k is None else k.curve_type,
+                "" if init is None else f"{init:.0f}",
+                "" if k is None else f"{k.functional_tumor_volume_ml:.2f}",
+            ]
+        row.append("; ".join(flags))
+        table.add_row(*row)
+    return table
+
+
+@app.command("tstage")
+@handle_errors
+def tstage(
+    mask: Annotated[Path, typer.Argument(help="Tumor mask: NIfTI/NRRD/MHA or DICOM-SEG.")],
+    study: Annotated[
+        Path | None,
+        typer.Option("--study", help="DCE study (DICOM or NIfTI folder) for per-lesion kinetics."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json on stdout.")] = False,
+    min_volume_mm3: Annotated[
+        float | None,
+        typer.Option(
+            "--min-volume-mm3", help="Smallest lesion volume kept (default 10 mm³).", min=0
+        ),
+    ] = None,
+    label: Annotated[
+        int | None, typer.Option("--label", help="Lesion label to use in a label-map mask.")
+    ] = None,
+    breast_mask: Annotated[
+        Path | None,
+        typer.Option(
+            "--breast-mask", help="Breast mask: laterality midline, skin/chest-wall flag."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write report.json and report.md into this folder.")
+    ] = None,
+    sr: Annotated[
+        bool,
+        typer.Option(
+            "--sr", help="Also write report-sr.dcm (DICOM SR TID 1500); needs --out, DICOM --study."
+        ),
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing report files.")] = False,
+) -> None:
+    """Measure the lesions of a tumor mask: longest 3-D diameter, AJCC T category (size only)."""
+    from breastai import report as rpt
+    from breastai.errors import ParameterError
+
+    if sr and (out is None or study is None):
+        raise ParameterError("--sr needs --out DIR and a DICOM --study STUDY_DIR.")
+    mask_img = rpt.read_mask(mask)
+    breast_img = rpt.read_mask(breast_mask) if breast_mask is not None else None
+    study_obj = None
+    if study is not None:
+        from breastai.io import load_study  # type: ignore[attr-defined]
+
+        study_obj = load_study(study)
+        if sr and study_obj.kind != "dicom":
+            raise ParameterError("--sr needs a DICOM study; this study was read from NIfTI files.")
+    result = rpt.measure_lesions(
+        mask_img,
+        study=study_obj,
+        breast_mask=breast_img,
+        min_volume_mm3=rpt.DEFAULT_MIN_VOLUME_MM3 if min_volume_mm3 is None else min_volume_mm3,
+        label=label,
+    )
+    result.source = str(mask)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    written = rpt.write_report(result, out, force=force) if out is not None else []
+    if sr and out is not None and study_obj is not None:
+        written.append(rpt.write_sr(result, study_obj, out / "report-sr.dcm", force=force))
+    if as_json:
+        print_json(result.to_dict())
+        return
+    if result.lesions:
+        console.print(_tstage_table(result))
+    console.print(result.summary, highlight=False)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+    console.print(f"[dim]{RESEARCH_NOTICE}[/dim]")
+
 
 # === section: evaluate (breastai.evaluate) ===
 
+
+@app.command("evaluate")
+@handle_errors
+def evaluate(
+    pred: Annotated[Path, typer.Argument(help="Predicted mask file, or a folder of them.")],
+    gt: Annotated[
+        Path, typer.Argument(help="Ground-truth mask file, or a folder (paired by name).")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="Write one CSV row per case to this file.")
+    ] = None,
+    label: Annotated[
+        int | None, typer.Option("--label", help="Compare only this label (default: any non-zero).")
+    ] = None,
+    pred_label: Annotated[
+        int | None,
+        typer.Option("--pred-label", help="Label in PRED (a breastai DICOM-SEG: tumor = 2)."),
+    ] = None,
+    gt_label: Annotated[int | None, typer.Option("--gt-label", help="Label in GT.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing CSV.")] = False,
+) -> None:
+    """Dice, sensitivity, precision, Hausdorff/HD95 (mm) and lesion detection vs a ground truth.
+
+    Distances are between surface-voxel centres with the voxel spacing; HD95 is the 95th
+    percentile of the surface distances of both directions pooled. A ground-truth lesion
+    (26-connected) is detected when any predicted voxel overlaps it.
+    """
+    import math
+
+    from rich.table import Table
+
+    from breastai import evaluate as ev
+
+    rows, notes = ev.evaluate_paths(pred, gt, label=label, pred_label=pred_label, gt_label=gt_label)
+    for note in notes + [w for r in rows for w in r.warnings]:
+        err_console.print(f"[yellow]warning:[/yellow] {note}", highlight=False, soft_wrap=True)
+    if csv_out is not None:
+        ev.write_csv(rows, csv_out, force=force)
+    if as_json:
+        print_json({"notice": RESEARCH_NOTICE, "cases": [r.to_dict() for r in rows]})
+        return
+    table = Table(title="Segmentation metrics", title_justify="left")
+    cols = ("dice", "sensitivity", "precision", "hausdorff_mm", "hd95_mm")
+    for col in ("case", *cols, "TP/FN/FP"):
+        table.add_column(col, justify="left" if col == "case" else "right")
+    for r in rows:
+        vals = [getattr(r, c) for c in cols]
+        table.add_row(r.case, *(f"{v:.3f}" for v in vals), f"{r.tp}/{r.fn}/{r.fp}")
+    if len(rows) > 1:
+        means = []
+        for c in cols:
+            finite = [getattr(r, c) for r in rows if math.isfinite(getattr(r, c))]
+            means.append(f"{sum(finite) / len(finite):.3f}" if finite else "nan")
+        tot = [sum(getattr(r, k) for r in rows) for k in ("tp", "fn", "fp")]
+        table.add_row("[bold]mean (finite)[/bold]", *means, "/".join(map(str, tot)))
+    console.print(table)
+    if csv_out is not None:
+        console.print(f"wrote {csv_out}", highlight=False)
+    console.print(f"[dim]{RESEARCH_NOTICE}[/dim]")
+
+
 # === section: weights (breastai.weights) ===
 
+
+_STATE_STYLE = {
+    "verified": "green",
+    "unverified": "yellow",
+    "missing": "dim",
+    "mismatch": "red",
+    "placeholder": "yellow",
+}
+
+
+@app.command("download-weights")
+@handle_errors
+def download_weights(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Model names from `breastai weights list`.", show_default=False),
+    ] = None,
+    all_models: Annotated[
+        bool, typer.Option("--all", help="Every downloadable model in the registry.")
+    ] = False,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Install from a folder or a bundle (.tar, .tar.gz, .zip) instead of the network.",
+            exists=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Download or install again even if present.")
+    ] = False,
+    weights_file: WeightsFileOption = None,
+) -> None:
+    """Download model weights (pinned revision, sha256 checked), or install them offline (--from).
+
+    Downloads honour HF_ENDPOINT, HF_HOME, HF_HUB_OFFLINE, HF_TOKEN and the proxy variables.
+    """
+    from breastai import weights
+    from breastai.errors import ParameterError
+
+    wanted = list(dict.fromkeys(names or []))
+    if source is not None:
+        if all_models and wanted:
+            raise ParameterError("pass model names or --all, not both.")
+        done = weights.install_from(source, wanted, weights_file=weights_file, force=force)
+        for rm in done:
+            console.print(
+                f"installed {rm.card.name} ({rm.card.sha256[:12]}) -> {rm.path}",
+                markup=False,
+                highlight=False,
+            )
+        return
+    registry = weights.load_registry(weights_file)
+    if all_models:
+        if wanted:
+            raise ParameterError("pass model names or --all, not both.")
+        wanted = [n for n, c in registry.items() if c.downloadable]
+        if not wanted:
+            console.print(
+                "nothing to download: the registry lists no downloadable model "
+                "(the bundled demo models are already installed)."
+            )
+            return
+    if not wanted:
+        downloadable = ", ".join(n for n, c in registry.items() if c.downloadable) or "none"
+        raise ParameterError(
+            "name the models to download or pass --all; downloadable models: "
+            f"{downloadable} (see `breastai weights list`)."
+        )
+    for name in wanted:
+        rm = weights.download_model(name, weights_file=weights_file, force=force)
+        line = f"{rm.card.name}: ok ({rm.card.sha256[:12]}) -> {rm.path}"
+        console.print(line, markup=False, highlight=False)
+
+
+@weights_app.command("list")
+@handle_errors
+def weights_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    weights_file: WeightsFileOption = None,
+) -> None:
+    """List known models, where their files are and whether they are verified (no hashing)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from breastai import weights
+
+    statuses = weights.model_status(weights_file)
+    if as_json:
+        print_json(
+            {
+                "user_weights_file": str(weights.user_weights_file(weights_file)),
+                "models": [s.to_dict() for s in statuses],
+            }
+        )
+        return
+    table = Table(title="breastai models", title_justify="left")
+    for col in ("name", "task", "origin", "state", "sha256", "path"):
+        table.add_column(col, overflow="fold")
+    for s in statuses:
+        name = s.card.name + (" (demo)" if s.card.demo else "") + (" *" if s.default else "")
+        style = _STATE_STYLE.get(s.state, "")
+        table.add_row(
+            name,
+            s.card.task,
+            s.card.origin,
+            f"[{style}]{s.state}[/{style}]" if style else s.state,
+            s.card.sha256[:12],
+            escape(str(s.path)),
+        )
+    console.print(table)
+    console.print(
+        f"user weights file: {escape(str(weights.user_weights_file(weights_file)))}; "
+        "* = default in its \\[defaults] table. " + RESEARCH_NOTICE,
+        highlight=False,
+    )
+
+
+@weights_app.command("verify")
+@handle_errors
+def weights_verify(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Models to verify (default: all present).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    weights_file: WeightsFileOption = None,
+) -> None:
+    """Hash every model file in full; a mismatching downloaded file is removed (exit 1)."""
+    from breastai import weights
+
+    statuses = weights.verify_models(names or (), weights_file=weights_file)
+    if as_json:
+        print_json([s.to_dict() for s in statuses])
+    else:
+        for s in statuses:
+            style = _STATE_STYLE.get(s.state, "")
+            line = f"{s.card.name}: [{style}]{s.state}[/{style}]" if style else s.card.name
+            console.print(line + (f" - {s.message}" if s.message else ""), highlight=False)
+    bad = [s for s in statuses if s.state in ("mismatch", "placeholder")]
+    missing = [s for s in statuses if s.state == "missing" and names]
+    if bad or missing:
+        for s in bad + missing:
+            err_console.print(
+                f"[red]error:[/red] {s.message or s.card.name + ': ' + s.state}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise typer.Exit(code=1)
+
+
+@weights_app.command("export-bundle")
+@handle_errors
+def weights_export_bundle(
+    out: Annotated[
+        Path, typer.Argument(help="Bundle to write: .tar, .tar.gz or .zip.", dir_okay=False)
+    ],
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Models to include (default: every downloaded or user model)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
+    weights_file: WeightsFileOption = None,
+) -> None:
+    """Write an offline bundle (model files + weights.toml) for `download-weights --from`."""
+    from breastai import weights
+
+    path = weights.export_bundle(out, names or (), weights_file=weights_file, force=force)
+    console.print(f"wrote {path}", markup=False, highlight=False)
+
 # === section: training (breastai.training) ===
+
+
+class TrainTask(StrEnum):
+    """What `breastai train` trains."""
+
+    BREAST = "breast"
+    TUMOR = "tumor"
+
+
+class TrainDevice(StrEnum):
+    """Where `breastai train` runs."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+def _triplet_option(value: str | None, name: str, kind: type) -> tuple[Any, Any, Any] | None:
+    from breastai.errors import ParameterError
+
+    if value is None:
+        return None
+    parts = [p for p in value.replace("x", ",").split(",") if p.strip()]
+    try:
+        vals = tuple(kind(p) for p in parts)
+    except ValueError:
+        vals = ()
+    if len(vals) != 3:
+        raise ParameterError(f"{name} takes three numbers Z,Y,X (e.g. 32,96,96); got {value!r}.")
+    return (vals[0], vals[1], vals[2])
+
+
+@app.command("train")
+@handle_errors
+def train_cmd(
+    task: Annotated[TrainTask, typer.Argument(help="breast (U-Net) or tumor (seed network).")],
+    data: Annotated[
+        Path,
+        typer.Option("--data", help="Dataset folder: one sub-folder per case (docs/training.md)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output folder for checkpoints.")],
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 100,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate (default 1e-3 tumor, 2e-3 breast).")
+    ] = None,
+    lr_step: Annotated[int, typer.Option(help="Halve the learning rate every N epochs.")] = 50,
+    batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 2,
+    iters_per_epoch: Annotated[
+        int, typer.Option(help="Steps per epoch (0: one per training case).")
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt.")] = False,
+    device: Annotated[TrainDevice, typer.Option(help="cpu or cuda.")] = TrainDevice.CPU,
+    val_cases: Annotated[int, typer.Option(help="Cases held out for validation.")] = 2,
+    spacing: Annotated[
+        str | None, typer.Option(help="Grid spacing Z,Y,X mm (default 1,1,1 tumor; 3,3,3 breast).")
+    ] = None,
+    patch: Annotated[str | None, typer.Option(help="Patch Z,Y,X voxels.")] = None,
+    stride: Annotated[
+        str | None, typer.Option(help="Window stride Z,Y,X (validation, card).")
+    ] = None,
+    filters: Annotated[int | None, typer.Option(help="Tumor: encoder width (16).")] = None,
+    hidden: Annotated[int | None, typer.Option(help="Tumor: transformer width (768).")] = None,
+    mlp: Annotated[int | None, typer.Option(help="Tumor: transformer MLP width (2048).")] = None,
+    heads: Annotated[int | None, typer.Option(help="Tumor: attention heads (12).")] = None,
+    layers: Annotated[
+        int | None, typer.Option(help="Tumor: blocks in each transformer (12).")
+    ] = None,
+    slots: Annotated[int | None, typer.Option(help="Tumor: phase slots (6).")] = None,
+    base: Annotated[int | None, typer.Option(help="Breast: U-Net base width (8).")] = None,
+    levels: Annotated[int | None, typer.Option(help="Breast: U-Net levels (4).")] = None,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: default).")] = 0,
+) -> None:
+    """Train a breast or tumor network on per-case NIfTI folders (needs the \\[train] extra)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from breastai.training.train import TrainProgress, default_options, train
+
+    net: dict[str, Any] = {}
+    sizes = {
+        "filters": filters,
+        "hidden": hidden,
+        "mlp": mlp,
+        "heads": heads,
+        "spatial_layers": layers,
+        "temporal_layers": layers,
+        "slots": slots,
+        "base": base,
+        "levels": levels,
+    }
+    tumor_keys = {"filters", "hidden", "mlp", "heads", "spatial_layers", "temporal_layers", "slots"}
+    for key, value in sizes.items():
+        if value is not None:
+            if (key in tumor_keys) != (task == TrainTask.TUMOR):
+                from breastai.errors import ParameterError
+
+                raise ParameterError(f"--{key.split('_')[-1]} does not apply to the {task} model.")
+            net[key] = value
+    overrides: dict[str, Any] = {
+        "network": net,
+        "epochs": epochs,
+        "lr_step_epochs": lr_step,
+        "batch_size": batch_size,
+        "iters_per_epoch": iters_per_epoch,
+        "seed": seed,
+        "device": str(device),
+        "val_cases": val_cases,
+        "threads": threads,
+    }
+    if lr is not None:
+        overrides["lr"] = lr
+    for key, text, kind in (
+        ("spacing_zyx", spacing, float),
+        ("patch_zyx", patch, int),
+        ("stride_zyx", stride, int),
+    ):
+        parsed = _triplet_option(text, "--" + key.split("_")[0], kind)
+        if parsed is not None:
+            overrides[key] = parsed
+    options = default_options(str(task), **overrides)
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as bar:
+        bar_id = bar.add_task("preparing", total=None, info="")
+
+        def on_progress(p: TrainProgress) -> None:
+            if p.message:
+                bar.update(bar_id, description=p.message)
+                return
+            info = f"loss {p.loss:.4f} lr {p.lr:.2g}"
+            if p.best_val_dice is not None:
+                info += f" best val Dice {p.best_val_dice:.3f}"
+            bar.update(
+                bar_id,
+                description=f"epoch {p.epoch}/{p.epochs}",
+                total=p.steps_per_epoch,
+                completed=p.step,
+                info=info,
+            )
+            if p.val_dice is not None:
+                bar.console.print(
+                    f"epoch {p.epoch}: loss {p.loss:.4f}, validation Dice {p.val_dice:.3f}"
+                )
+
+        result = train(data, out, options, resume=resume, progress=on_progress)
+    best = "-" if result.best_val_dice is None else f"{result.best_val_dice:.3f}"
+    console.print(
+        f"Trained {task} for {result.epochs_done} epochs on {len(result.train_cases)} cases "
+        f"(validation: {len(result.val_cases)}); best validation Dice {best}.\n"
+        f"Checkpoints: {result.best_checkpoint} (best), {result.last_checkpoint} (last). "
+        f"Export with: breastai export {result.best_checkpoint} --out MODEL.onnx"
+    )
+
+
+@app.command("export")
+@handle_errors
+def export_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="best.pt / last.pt from `breastai train`.")],
+    out: Annotated[Path, typer.Option("--out", help="ONNX file to write.")],
+    name: Annotated[
+        str | None, typer.Option(help="Model name (default: the ONNX file name).")
+    ] = None,
+    register: Annotated[
+        bool, typer.Option("--register", help="Add the model to the user weights file.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file/entry.")] = False,
+    weights_file: WeightsFileOption = None,
+) -> None:
+    """Export a trained checkpoint to ONNX (checked against torch in ONNX Runtime)."""
+    from breastai.training.export import export_checkpoint
+
+    res = export_checkpoint(
+        checkpoint, out, name=name, register=register, force=force, weights_file=weights_file
+    )
+    console.print(
+        f"Wrote {res.onnx_path} (model {res.name!r}, sha256 {res.sha256}; "
+        f"max |torch - onnxruntime| = {res.parity:.2g})."
+    )
+    if res.weights_file is not None:
+        console.print(f"Registered {res.name!r} in {res.weights_file}.")
+
+
+@app.command("import-weights")
+@handle_errors
+def import_weights_cmd(
+    seed_checkpoint: Annotated[
+        Path,
+        typer.Option(
+            "--seed-checkpoint",
+            help="The authors' best_model.pth ({'model': state_dict}), a state dict, or .npz.",
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Also keep the ONNX file here (registered copy: models/NAME/)."),
+    ] = None,
+    name: Annotated[str, typer.Option(help="Model name in the weights file.")] = "seed-tumor",
+    heads: Annotated[
+        int, typer.Option(help="Attention heads (12 in the authors' configuration).")
+    ] = 12,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file/entry.")] = False,
+    weights_file: WeightsFileOption = None,
+) -> None:
+    """Import the authors' tumor checkpoint: check, export ONNX, register (needs \\[train])."""
+    from breastai.training.seed_import import import_seed_checkpoint
+
+    with err_console.status("Loading, exporting and checking the checkpoint ..."):
+        res = import_seed_checkpoint(
+            seed_checkpoint,
+            out=out,
+            name=name,
+            heads=heads,
+            force=force,
+            weights_file=weights_file,
+        )
+    c = res.config
+    console.print(
+        f"Imported {seed_checkpoint} as {res.name!r}: filters {c.filters}, hidden {c.hidden}, "
+        f"MLP {c.mlp}, heads {c.heads}, layers {c.spatial_layers}+{c.temporal_layers}.\n"
+        f"ONNX: {res.onnx_path} (sha256 {res.sha256}; max |torch - onnxruntime| = "
+        f"{res.parity:.2g}).\nRegistered in {res.weights_file}; use it with "
+        f"`breastai segment STUDY --weights {res.name}`."
+    )
 
 
 def main() -> None:

@@ -1,0 +1,432 @@
+"""Train the bundled demo weights on phantom data: one command, one seed.
+
+Usage (from the repository root; needs the ``[train]`` extra)::
+
+    python -m breastai.training.demo_weights --out breastai/models --seed 0
+
+generates phantom cases with :mod:`breastai.phantom` (seeds from 100000 up, disjoint from the
+test and benchmark seeds; every preset, axial/sagittal/oblique, several voxel spacings), trains a
+small breast U-Net (4 mm grid) and a small seed-architecture tumor network (2 mm grid, patch
+32 x 96 x 96 so the bottleneck has the seed's 72 positions), exports both to ONNX
+(``demo-breast.onnx``, ``demo-tumor.onnx``) and writes their sha256, patch, stride, spacing and
+threshold into the repository's weights.toml (``breastai.weights.update_bundled_entry``).
+
+It is sized for a 2-core CPU (about 20-25 minutes); each training stage also has a wall-clock
+budget so a busy machine cannot stretch it much further (a stage cut short says so in the log).
+``--smoke`` runs the same code on 2 small cases with a few steps (< 60 s) and touches no
+weights.toml unless ``--weights-toml`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from breastai.training.train import (
+    PreparedCase,
+    TrainOptions,
+    TrainProgress,
+    default_options,
+    prepare_images,
+    train,
+)
+
+__all__ = [
+    "DEMO_SEED_BASE",
+    "DemoPlan",
+    "DemoResult",
+    "build_demo_weights",
+    "demo_plan",
+    "main",
+]
+
+log = logging.getLogger(__name__)
+
+#: Phantom seeds of the demo training data start here (tests and benchmarks use smaller seeds).
+DEMO_SEED_BASE = 100_000
+
+# (shape_zyx, spacing_zyx) grids, each about 190 x 335 x 335 mm, as scanners write them.
+_AXIAL_GRIDS = (
+    ((96, 256, 256), (2.0, 1.3, 1.3)),
+    ((64, 192, 192), (3.0, 1.75, 1.75)),
+    ((80, 224, 224), (2.4, 1.5, 1.5)),
+)
+_SAGITTAL_GRID = ((112, 224, 224), (3.0, 1.5, 1.5))
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """Cases and training options of a demo-weights run."""
+
+    train_cases: list[dict[str, Any]]
+    val_cases: list[dict[str, Any]]
+    breast: TrainOptions
+    tumor: TrainOptions
+
+
+def _case_specs(
+    n: int, first_seed: int, presets: Sequence[str], grids: Any
+) -> list[dict[str, Any]]:
+    orientations = ("axial", "axial", "sagittal", "axial", "oblique")
+    specs = []
+    for i in range(n):
+        orientation = orientations[i % len(orientations)]
+        if orientation == "sagittal":
+            shape, spacing = _SAGITTAL_GRID
+        else:
+            shape, spacing = grids[i % len(grids)]
+        specs.append(
+            {
+                "seed": first_seed + i,
+                "preset": presets[i % len(presets)],
+                "orientation": orientation,
+                "shape_zyx": shape,
+                "spacing_zyx": spacing,
+            }
+        )
+    return specs
+
+
+def demo_plan(
+    seed: int = 0,
+    *,
+    smoke: bool = False,
+    breast_budget_s: float = 330.0,
+    tumor_budget_s: float = 960.0,
+) -> DemoPlan:
+    """The cases and options of the demo-weights run.
+
+    Parameters
+    ----------
+    seed:
+        Run seed: phantom seeds are ``100000 + 1000 * seed + i``; also the training seed.
+    smoke:
+        Two small cases and a few steps (for tests).
+    breast_budget_s, tumor_budget_s:
+        Wall-clock budgets of the two training stages (seconds).
+
+    Returns
+    -------
+    DemoPlan
+    """
+    from breastai.phantom import PRESETS
+
+    presets = list(PRESETS)
+    first = DEMO_SEED_BASE + 1000 * seed
+    tumor_net = {
+        "filters": 4,
+        "hidden": 32,
+        "mlp": 64,
+        "heads": 4,
+        "spatial_layers": 1,
+        "temporal_layers": 1,
+        "slots": 6,
+    }
+    breast_net = {"base": 8, "levels": 4}
+    if smoke:
+        small = (((32, 64, 64), (4.0, 3.0, 3.0)),)  # small field of view: few windows
+        train_specs = _case_specs(1, first, ["default"], small)
+        val_specs = _case_specs(1, first + 500, ["multifocal"], small)
+        steps: dict[str, Any] = {"epochs": 1, "iters_per_epoch": 2, "val_every": 1}
+        tumor = default_options(
+            "tumor",
+            network=tumor_net,
+            spacing_zyx=(2.0, 2.0, 2.0),
+            patch_zyx=(32, 96, 96),
+            stride_zyx=(16, 48, 48),
+            seed=seed,
+            val_cases=1,
+            **steps,
+        )
+        breast = default_options(
+            "breast",
+            network=breast_net,
+            spacing_zyx=(4.0, 4.0, 4.0),
+            patch_zyx=(32, 64, 64),
+            stride_zyx=(16, 32, 32),
+            seed=seed,
+            val_cases=1,
+            **steps,
+        )
+        return DemoPlan(train_specs, val_specs, breast, tumor)
+    train_specs = _case_specs(len(presets), first, presets, _AXIAL_GRIDS)
+    val_specs = _case_specs(2, first + 500, ["default", "multifocal"], _AXIAL_GRIDS)
+    # Sized for 2 shared CPU cores: batch 1 and a higher learning rate give the most updates
+    # per CPU-second; each stage stops at its wall-clock budget on a busy machine.
+    tumor = default_options(
+        "tumor",
+        network=tumor_net,
+        spacing_zyx=(2.0, 2.0, 2.0),
+        patch_zyx=(32, 96, 96),
+        stride_zyx=(16, 48, 48),
+        epochs=30,
+        iters_per_epoch=40,
+        lr=2e-3,
+        lr_step_epochs=12,
+        batch_size=1,
+        val_every=30,
+        val_cases=len(val_specs),
+        foreground_fraction=0.9,
+        seed=seed,
+        threads=2,
+        time_budget_s=tumor_budget_s,
+    )
+    breast = default_options(
+        "breast",
+        network=breast_net,
+        spacing_zyx=(4.0, 4.0, 4.0),
+        patch_zyx=(32, 64, 64),
+        stride_zyx=(16, 32, 32),
+        epochs=12,
+        iters_per_epoch=30,
+        lr=3e-3,
+        lr_step_epochs=5,
+        batch_size=2,
+        val_every=4,
+        val_cases=len(val_specs),
+        foreground_fraction=0.5,
+        bce_weight=1.0,  # Dice + BCE converges faster than Dice alone in a short run
+        seed=seed,
+        threads=2,
+        time_budget_s=breast_budget_s,
+    )
+    return DemoPlan(train_specs, val_specs, breast, tumor)
+
+
+def _prepare(
+    specs: Sequence[dict[str, Any]], plan: DemoPlan
+) -> tuple[list[PreparedCase], list[PreparedCase]]:
+    import numpy as np
+    import SimpleITK as sitk
+
+    from breastai.phantom import generate_case
+
+    # The phantom's writers (NIfTI and DICOM) store int16 "DN" on one 12-bit scale per case;
+    # inference sees those values, so training must too (the seed normalisation floors at 1).
+    from breastai.phantom._util import dn_scale, to_dn
+
+    breast_cases, tumor_cases = [], []
+    for spec in specs:
+        case = generate_case(
+            spec["seed"],
+            preset=spec["preset"],
+            orientation=spec["orientation"],
+            shape_zyx=spec["shape_zyx"],
+            spacing_zyx=spec["spacing_zyx"],
+        )
+        case_id = f"{spec['preset']}-{spec['orientation']}-s{spec['seed']}"
+        scale = dn_scale(case)
+        phases = []
+        for k in range(case.images.shape[0]):
+            img = sitk.GetImageFromArray(to_dn(case.images[k], scale).astype(np.int16))
+            img.CopyInformation(case.phase_image(k))
+            phases.append(img)
+        breast = case.mask_image("breast")
+        tumor = case.mask_image("tumor")
+        breast_cases.append(prepare_images(case_id, phases[:1], breast, None, plan.breast))
+        tumor_cases.append(prepare_images(case_id, phases, breast, tumor, plan.tumor))
+        del case, phases
+    return breast_cases, tumor_cases
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Files and validation figures of a demo-weights run."""
+
+    breast_onnx: Path
+    tumor_onnx: Path
+    breast_sha256: str
+    tumor_sha256: str
+    breast_val_dice: float | None
+    tumor_val_dice: float | None
+    seconds: float
+    weights_toml: Path | None
+
+
+def build_demo_weights(
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    smoke: bool = False,
+    weights_toml: Path | None = None,
+    update_weights_toml: bool = True,
+    work_dir: Path | None = None,
+    progress: Callable[[str, TrainProgress], None] | None = None,
+    breast_budget_s: float = 330.0,
+    tumor_budget_s: float = 960.0,
+) -> DemoResult:
+    """Generate phantom data, train both demo models, export ONNX, update weights.toml.
+
+    Parameters
+    ----------
+    out_dir:
+        Folder for ``demo-breast.onnx`` and ``demo-tumor.onnx`` (existing files are replaced).
+    seed:
+        Run seed (phantom seeds ``100000 + 1000 * seed + i``; training seed).
+    smoke:
+        Tiny run for tests.
+    weights_toml:
+        weights.toml to update (default: the package's, i.e. the repository's in a checkout).
+    update_weights_toml:
+        Write sha256, patch, stride, spacing and threshold into ``weights_toml``.
+    work_dir:
+        Keep the checkpoints here (default: a temporary folder, removed afterwards).
+    progress:
+        Called with ("breast" | "tumor", progress) during training.
+    breast_budget_s, tumor_budget_s:
+        Wall-clock budgets of the two training stages.
+
+    Returns
+    -------
+    DemoResult
+    """
+    from breastai.training.export import export_checkpoint
+
+    t0 = time.perf_counter()
+    plan = demo_plan(
+        seed, smoke=smoke, breast_budget_s=breast_budget_s, tumor_budget_s=tumor_budget_s
+    )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = None
+    if work_dir is None:
+        tmp = tempfile.mkdtemp(prefix="breastai-demo-weights-")
+        work = Path(tmp)
+    else:
+        work = Path(work_dir)
+        work.mkdir(parents=True, exist_ok=True)
+    try:
+        log.info(
+            "Generating %d training + %d validation phantom cases (seeds %d..)",
+            len(plan.train_cases),
+            len(plan.val_cases),
+            plan.train_cases[0]["seed"],
+        )
+        tr_breast, tr_tumor = _prepare(plan.train_cases, plan)
+        va_breast, va_tumor = _prepare(plan.val_cases, plan)
+        log.info("Data ready after %.0f s", time.perf_counter() - t0)
+        results: dict[str, Any] = {}
+        for task, opts, data in (
+            ("breast", plan.breast, (tr_breast, va_breast)),
+            ("tumor", plan.tumor, (tr_tumor, va_tumor)),
+        ):
+            run_dir = work / task
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+
+            def report(p: TrainProgress, task: str = task) -> None:
+                if progress is not None:
+                    progress(task, p)
+                if p.val_dice is not None or (p.step == p.steps_per_epoch and p.epoch):
+                    log.info(
+                        "%s epoch %d/%d step %d: loss %.4f lr %.2g val Dice %s (%.0f s)",
+                        task,
+                        p.epoch,
+                        p.epochs,
+                        p.step,
+                        p.loss,
+                        p.lr,
+                        "-" if p.val_dice is None else f"{p.val_dice:.3f}",
+                        time.perf_counter() - t0,
+                    )
+
+            res = train(Path("."), run_dir, opts, progress=report, prepared=data)
+            name = f"demo-{task}"
+            exported = export_checkpoint(
+                res.best_checkpoint,
+                out_dir / f"{name}.onnx",
+                name=name,
+                force=True,
+                demo=True,
+            )
+            results[task] = (exported, res)
+            log.info(
+                "%s: best validation Dice %s, %s (sha256 %s, %d bytes)",
+                task,
+                res.best_val_dice,
+                exported.onnx_path,
+                exported.sha256,
+                exported.onnx_path.stat().st_size,
+            )
+            (work / f"{task}-history.json").write_text(json.dumps(res.history, indent=1))
+        toml_path = None
+        if update_weights_toml and (weights_toml is not None or not smoke):
+            from breastai.weights import package_weights_file, update_bundled_entry
+
+            toml_path = weights_toml or package_weights_file()
+            for task, (exported, _) in results.items():
+                card = exported.card
+                update_bundled_entry(
+                    f"demo-{task}",
+                    weights_toml=toml_path,
+                    sha256=exported.sha256,
+                    patch_zyx=card.patch_zyx,
+                    stride_zyx=card.stride_zyx,
+                    spacing_zyx=card.spacing_zyx,
+                    threshold=card.threshold,
+                    blending=card.blending,
+                )
+            log.info("Updated %s", toml_path)
+        b, t = results["breast"], results["tumor"]
+        return DemoResult(
+            breast_onnx=b[0].onnx_path,
+            tumor_onnx=t[0].onnx_path,
+            breast_sha256=b[0].sha256,
+            tumor_sha256=t[0].sha256,
+            breast_val_dice=b[1].best_val_dice,
+            tumor_val_dice=t[1].best_val_dice,
+            seconds=time.perf_counter() - t0,
+            weights_toml=toml_path,
+        )
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (``python -m breastai.training.demo_weights``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m breastai.training.demo_weights",
+        description="Train the bundled demo weights on phantom data (research use only).",
+    )
+    parser.add_argument("--out", type=Path, default=Path("breastai/models"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="2 small cases, a few steps")
+    parser.add_argument("--weights-toml", type=Path, default=None)
+    parser.add_argument("--no-weights-toml", action="store_true", help="leave weights.toml alone")
+    parser.add_argument("--work", type=Path, default=None, help="keep checkpoints here")
+    parser.add_argument("--breast-budget-s", type=float, default=330.0)
+    parser.add_argument("--tumor-budget-s", type=float, default=960.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    res = build_demo_weights(
+        args.out,
+        seed=args.seed,
+        smoke=args.smoke,
+        weights_toml=args.weights_toml,
+        update_weights_toml=not args.no_weights_toml,
+        work_dir=args.work,
+        breast_budget_s=args.breast_budget_s,
+        tumor_budget_s=args.tumor_budget_s,
+    )
+    log.info(
+        "Done in %.0f s: breast val Dice %s, tumor val Dice %s; %s, %s",
+        res.seconds,
+        res.breast_val_dice,
+        res.tumor_val_dice,
+        res.breast_onnx,
+        res.tumor_onnx,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,402 @@
+"""ONNX export of breastai's networks, with an ONNX Runtime parity check.
+
+Export uses the TorchScript-based exporter (``dynamo=False``): it keeps the batch axis symbolic
+and, with the tumor network's fixed number of phase slots, gives results identical to torch
+(the dynamo exporter needs onnxscript and silently fixes axes; see docs/training.md).
+
+I/O names follow the interface agreed for inference (``docs/training.md``):
+
+* tumor: inputs ``phases`` float32 ``(B, S, 1, D, H, W)`` and ``time_mask`` float32 ``(B, S)``;
+* breast: input ``image`` float32 ``(B, 1, D, H, W)``;
+* both: output ``probability`` float32 ``(B, 1, D, H, W)``; batch axis named ``batch``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from breastai.errors import OutputError, OutputExistsError, WeightsError
+from breastai.training.networks import SeedTumorNet, UNet3D
+
+__all__ = [
+    "OPSET",
+    "ExportedModel",
+    "example_inputs",
+    "export_checkpoint",
+    "export_onnx",
+    "load_trained_network",
+    "model_card",
+    "onnx_parity",
+]
+
+log = logging.getLogger(__name__)
+
+#: ONNX opset written by :func:`export_onnx`.
+OPSET = 17
+
+
+def example_inputs(
+    model: nn.Module,
+    *,
+    batch: int = 1,
+    seed: int = 0,
+    patch_zyx: tuple[int, int, int] | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """Deterministic random inputs for ``model`` (uniform [0, 1.2) images, a mixed time mask).
+
+    Parameters
+    ----------
+    model:
+        :class:`SeedTumorNet` or :class:`UNet3D`.
+    batch:
+        Batch size.
+    seed:
+        Seed of the generator.
+    patch_zyx:
+        Spatial size for the U-Net (default: its config's patch); the tumor net uses its own.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(phases, time_mask)`` for the tumor net, ``(image,)`` for the U-Net.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    if isinstance(model, SeedTumorNet):
+        cfg = model.config
+        phases = 1.2 * torch.rand((batch, cfg.slots, 1, *cfg.patch_zyx), generator=gen)
+        mask = torch.ones((batch, cfg.slots))
+        for b in range(batch):
+            present = 2 + (b % (cfg.slots - 1))  # 2..S phases present
+            mask[b, present:] = 0.0
+        return phases, mask
+    if isinstance(model, UNet3D):
+        size = patch_zyx or model.config.patch_zyx
+        return (torch.rand((batch, 1, *size), generator=gen),)
+    raise TypeError(f"unsupported model type {type(model).__name__}")
+
+
+def _names(model: nn.Module) -> tuple[list[str], list[str]]:
+    if isinstance(model, SeedTumorNet):
+        return ["phases", "time_mask"], ["probability"]
+    return ["image"], ["probability"]
+
+
+def export_onnx(
+    model: nn.Module,
+    out_path: Path,
+    *,
+    force: bool = False,
+    opset: int = OPSET,
+    verify: bool = True,
+    atol: float = 1e-4,
+) -> float:
+    """Export a network to ONNX (batch axis symbolic), atomically, and check it in ONNX Runtime.
+
+    Parameters
+    ----------
+    model:
+        :class:`SeedTumorNet` or :class:`UNet3D` (put in eval mode here).
+    out_path:
+        Destination ``.onnx`` file; written to a temporary file in the same folder first.
+    force:
+        Replace an existing file.
+    opset:
+        ONNX opset (>= 17).
+    verify:
+        Run the exported file in ONNX Runtime (CPU) on a deterministic random input at batch 2 and
+        compare with torch.
+    atol:
+        Largest allowed absolute difference of the probabilities in that check.
+
+    Returns
+    -------
+    float
+        ``max |p_torch - p_onnxruntime|`` of the check (NaN when ``verify`` is false).
+
+    Raises
+    ------
+    OutputExistsError
+        The file exists and ``force`` is false.
+    WeightsError
+        The exported model disagrees with torch by more than ``atol``.
+    OutputError
+        The file could not be written.
+    """
+    out_path = Path(out_path)
+    if out_path.exists() and not force:
+        raise OutputExistsError(f"{out_path} exists; pass --force to replace it.")
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17, got {opset}")
+    model = model.eval()
+    inputs = example_inputs(model, batch=1)
+    in_names, out_names = _names(model)
+    dynamic = {name: {0: "batch"} for name in (*in_names, *out_names)}
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=out_path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"Cannot write to {out_path.parent}: {exc}") from None
+    tmp = Path(tmp_name)
+    diff = float("nan")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with torch.no_grad():
+                torch.onnx.export(
+                    model,
+                    inputs,
+                    str(tmp),
+                    input_names=in_names,
+                    output_names=out_names,
+                    dynamic_axes=dynamic,
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    dynamo=False,
+                )
+        if verify:
+            diff = onnx_parity(model, tmp, batch=2)
+            log.info("ONNX parity (batch 2): max |torch - onnxruntime| = %.3g", diff)
+            if not diff <= atol:
+                raise WeightsError(
+                    f"The exported ONNX model differs from torch by {diff:.3g} "
+                    f"(allowed {atol:.1g}); the export is not usable."
+                )
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model file is meant to be shared
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return diff
+
+
+def onnx_parity(model: nn.Module, onnx_path: Path, *, batch: int = 2, seed: int = 1) -> float:
+    """Largest absolute difference between torch and ONNX Runtime (CPU) on a random input.
+
+    Parameters
+    ----------
+    model:
+        The torch network the file was exported from.
+    onnx_path:
+        The exported file.
+    batch:
+        Batch size of the check (2 exercises the symbolic batch axis).
+    seed:
+        Seed of the random input.
+
+    Returns
+    -------
+    float
+        ``max |p_torch - p_onnxruntime|``.
+    """
+    import onnxruntime as ort
+
+    model = model.eval()
+    inputs = example_inputs(model, batch=batch, seed=seed)
+    with torch.no_grad():
+        ref = model(*inputs).numpy()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, min(2, os.cpu_count() or 1))
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    in_names, _ = _names(model)
+    feed = {n: t.numpy() for n, t in zip(in_names, inputs, strict=True)}
+    got = sess.run(None, feed)[0]
+    if got.shape != ref.shape:
+        return float("inf")
+    return float(np.max(np.abs(got - ref)))
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """What :func:`export_checkpoint` produced."""
+
+    name: str
+    onnx_path: Path
+    sha256: str
+    card: Any
+    parity: float
+    weights_file: Path | None
+
+
+def model_card(
+    options: Any,
+    *,
+    name: str,
+    filename: str,
+    sha256: str,
+    demo: bool = False,
+    training_data: str = "",
+    description: str = "",
+    licence: str = "",
+    blending: str = "gaussian",
+) -> Any:
+    """Model card (:class:`breastai.weights.ModelCard`) of a network trained by breastai.
+
+    Parameters
+    ----------
+    options:
+        The run's :class:`breastai.training.train.TrainOptions`.
+    name, filename, sha256:
+        Entry name, ONNX file name and its hash.
+    demo:
+        Whether these are demo weights (trained on phantoms).
+    training_data, description, licence:
+        Card texts.
+    blending:
+        Window blending for inference ("vote" | "mean" | "gaussian").
+
+    Returns
+    -------
+    breastai.weights.ModelCard
+    """
+    from breastai.weights import ModelCard
+
+    net = dict(options.network)
+    tumor = options.task == "tumor"
+    if tumor:
+        arch = (
+            f"seed-tumor (filters {net.get('filters')}, hidden {net.get('hidden')}, MLP "
+            f"{net.get('mlp')}, heads {net.get('heads')}, layers {net.get('spatial_layers')}+"
+            f"{net.get('temporal_layers')})"
+        )
+    else:
+        arch = f"unet3d (base {net.get('base')}, levels {net.get('levels')})"
+    slots = int(net.get("slots", 6)) if tumor else 6
+    pz, py, px = options.patch_zyx
+    sz, sy, sx = options.stride_zyx
+    dz, dy, dx = options.spacing_zyx
+    return ModelCard(
+        name=name,
+        task=options.task,
+        filename=filename,
+        sha256=sha256,
+        demo=demo,
+        architecture=arch,
+        patch_zyx=(int(pz), int(py), int(px)),
+        stride_zyx=(int(sz), int(sy), int(sx)),
+        spacing_zyx=(float(dz), float(dy), float(dx)),
+        phases_min=2,
+        phases_max=slots,
+        phase_slots=slots,
+        normalisation="seed" if tumor else "p1p99-minmax",
+        blending=blending,
+        threshold=0.5,
+        training_data=training_data,
+        licence=licence,
+        intended_use="Research use only, not a medical device.",
+        description=description,
+    )
+
+
+def load_trained_network(checkpoint: Path) -> tuple[nn.Module, Any]:
+    """Rebuild the network of a ``breastai train`` checkpoint (eval mode) and its options.
+
+    Parameters
+    ----------
+    checkpoint:
+        ``best.pt`` / ``last.pt``.
+
+    Returns
+    -------
+    (torch.nn.Module, TrainOptions)
+
+    Raises
+    ------
+    InputError
+        Not a breastai training checkpoint.
+    WeightsError
+        The weights do not fit the network the checkpoint describes.
+    """
+    from breastai.training.networks import build_network
+    from breastai.training.train import TrainOptions, load_checkpoint
+
+    ckpt = load_checkpoint(Path(checkpoint))
+    options = TrainOptions.from_dict(ckpt["options"])
+    net = build_network(options.task, dict(ckpt["config"]))
+    try:
+        net.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(
+            f"{checkpoint}: weights do not fit the {options.task} network it describes: "
+            f"{str(exc).splitlines()[0]}"
+        ) from None
+    return net.eval(), options
+
+
+def export_checkpoint(
+    checkpoint: Path,
+    out: Path,
+    *,
+    name: str | None = None,
+    register: bool = False,
+    force: bool = False,
+    weights_file: Path | None = None,
+    demo: bool = False,
+    training_data: str = "",
+    description: str = "",
+    licence: str = "",
+) -> ExportedModel:
+    """Export a ``breastai train`` checkpoint to ONNX (checked in ONNX Runtime); maybe register.
+
+    Parameters
+    ----------
+    checkpoint:
+        ``best.pt`` / ``last.pt``.
+    out:
+        Destination ``.onnx``.
+    name:
+        Entry name (default: the file stem of ``out``).
+    register:
+        Add the model to the user weights file (:func:`breastai.weights.register_model`).
+    force:
+        Replace an existing file / entry.
+    weights_file:
+        User weights file.
+    demo, training_data, description, licence:
+        Card fields.
+
+    Returns
+    -------
+    ExportedModel
+
+    Raises
+    ------
+    InputError
+        Not a breastai training checkpoint.
+    OutputExistsError
+        ``out`` (or the entry) exists and ``force`` is false.
+    WeightsError
+        Export disagrees with torch by more than 1e-4.
+    """
+    from breastai.weights import register_model, sha256_file
+
+    out = Path(out)
+    net, options = load_trained_network(checkpoint)
+    name = name or out.stem
+    parity = export_onnx(net, out, force=force, atol=1e-4)
+    sha = sha256_file(out)
+    card = model_card(
+        options,
+        name=name,
+        filename=out.name,
+        sha256=sha,
+        demo=demo,
+        training_data=training_data or f"breastai train ({options.task}) checkpoint {checkpoint}",
+        description=description,
+        licence=licence,
+    )
+    registered = None
+    if register:
+        registered = register_model(card, out, weights_file=weights_file, force=force)
+    return ExportedModel(
+        name=name, onnx_path=out, sha256=sha, card=card, parity=parity, weights_file=registered
+    )

@@ -1,0 +1,261 @@
+"""Training loop: dataset layout, preprocessing, checkpoints, resume, export of trained models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+sitk = pytest.importorskip("SimpleITK")
+
+from breastai.errors import InputError, OutputError, ParameterError  # noqa: E402
+
+pytestmark = pytest.mark.train
+
+SHAPE = (20, 40, 40)  # (z, y, x) voxels at 2 mm
+
+
+def _write(arr: np.ndarray, path: Path, spacing_zyx: tuple[float, float, float]) -> None:
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(tuple(reversed(spacing_zyx)))
+    img.SetOrigin((-40.0, -40.0, -20.0))
+    sitk.WriteImage(img, str(path))
+
+
+def write_case(root: Path, seed: int, n_phases: int = 4) -> Path:
+    """A tiny synthetic DCE case: a bright block ("breast") with an enhancing ball ("tumor")."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices(SHAPE)
+    breast = (y >= 10) & (y < 34) & (x >= 4) & (x < 36) & (z >= 2) & (z < 18)
+    c = (int(rng.integers(6, 14)), int(rng.integers(16, 28)), int(rng.integers(10, 30)))
+    tumor = ((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) <= 9
+    case = root / f"case{seed:03d}"
+    case.mkdir(parents=True)
+    for k in range(n_phases):
+        img = np.where(breast, 200.0, 20.0) + rng.normal(0, 5, SHAPE)
+        img = img + tumor * (0 if k == 0 else 400.0 + 50 * k)
+        _write(img.astype(np.float32), case / f"P{k}.nii.gz", (2.0, 2.0, 2.0))
+    _write(breast.astype(np.uint8), case / "breast.nii.gz", (2.0, 2.0, 2.0))
+    _write(tumor.astype(np.uint8), case / "tumor.nii.gz", (2.0, 2.0, 2.0))
+    (case / "truth.json").write_text(json.dumps({"seed": seed}))
+    return case
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    for seed in range(3):
+        write_case(root, seed)
+    return root
+
+
+def _tumor_options(**kw: object):  # type: ignore[no-untyped-def]
+    from breastai.training.train import default_options
+
+    base = {
+        "network": {
+            "filters": 2,
+            "hidden": 8,
+            "mlp": 16,
+            "heads": 2,
+            "spatial_layers": 1,
+            "temporal_layers": 1,
+            "slots": 4,
+        },
+        "epochs": 2,
+        "iters_per_epoch": 2,
+        "batch_size": 2,
+        "spacing_zyx": (2.0, 2.0, 2.0),
+        "patch_zyx": (16, 32, 32),
+        "stride_zyx": (8, 16, 16),
+        "val_cases": 1,
+        "seed": 3,
+        "lr_step_epochs": 1,
+    }
+    base.update(kw)
+    return default_options("tumor", **base)
+
+
+def test_find_cases_and_bad_layout(dataset: Path, tmp_path: Path) -> None:
+    from breastai.training.train import find_cases
+
+    assert [p.name for p in find_cases(dataset)] == ["case000", "case001", "case002"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"P0\.nii\.gz"):
+        find_cases(tmp_path / "empty")
+
+
+def test_prepare_case_uses_inference_preprocessing(dataset: Path) -> None:
+    from breastai.preprocess import normalise_seed
+    from breastai.training.train import prepare_case
+
+    opts = _tumor_options(spacing_zyx=(2.0, 2.0, 2.0))
+    case = prepare_case(dataset / "case000", opts)
+    assert case.image.shape[0] == 4 and case.image.dtype == np.float32
+    assert case.image.shape[1:] == case.target.shape
+    # Same values as the inference normalisation of the full volume, inside the kept crop.
+    raw = [
+        sitk.GetArrayFromImage(sitk.ReadImage(str(dataset / "case000" / f"P{k}.nii.gz")))
+        for k in range(4)
+    ]
+    ref = normalise_seed(raw)
+    (z0, z1), (y0, y1), (x0, x1) = case.box
+    # box = breast bounding box: z 2..18, y 10..34, x 4..36 (crop offsets make it relative)
+    assert (z1 - z0, y1 - y0, x1 - x0) == (16, 24, 32)
+    tumor_vals = case.image[1][case.target > 0]
+    np.testing.assert_allclose(tumor_vals.max(), ref[1].max(), rtol=1e-5)
+    assert case.foreground.shape[1] == 3 and len(case.foreground) == int(case.target.sum())
+
+
+def test_dice_loss_values() -> None:
+    from breastai.training.train import dice_loss
+
+    g = torch.zeros(1, 1, 4, 4, 4)
+    g[..., :2, :, :] = 1
+    assert float(dice_loss(g, g, eps=0.0)) == pytest.approx(0.0)
+    assert float(dice_loss(1 - g, g, eps=0.0)) == pytest.approx(1.0)
+    half = g.clone()
+    half[..., :1, :, :] = 0  # predicts half of the foreground: Dice 2*16/(16+32) = 2/3
+    assert float(dice_loss(half, g, eps=0.0)) == pytest.approx(1 / 3)
+
+
+def test_options_validation() -> None:
+    from breastai.training.train import default_options
+
+    with pytest.raises(ParameterError):
+        default_options("lung")
+    with pytest.raises(ParameterError, match="divisible by 16"):
+        default_options("tumor", patch_zyx=(24, 96, 96))
+    with pytest.raises(ParameterError, match="unknown"):
+        default_options("breast", learning_rate=1.0)
+    assert default_options("tumor").lr == pytest.approx(1e-3)
+    assert default_options("breast").lr == pytest.approx(2e-3)
+    assert default_options("breast").lr_step_epochs == 50
+
+
+def test_train_resume_is_identical_and_exports(dataset: Path, tmp_path: Path) -> None:
+    from breastai.training.export import export_checkpoint
+    from breastai.training.train import load_checkpoint, train
+
+    seen = []
+    straight = train(dataset, tmp_path / "a", _tumor_options(epochs=2), progress=seen.append)
+    assert straight.epochs_done == 2 and straight.best_checkpoint.is_file()
+    assert len(straight.val_cases) == 1 and len(straight.train_cases) == 2
+    assert any(p.val_dice is not None for p in seen)
+    assert [p.step for p in seen if p.epoch == 1][:2] == [1, 2]
+    # Adam lr 1e-3 halved after every epoch here (lr_step_epochs=1)
+    assert [h["lr"] for h in straight.history] == pytest.approx([5e-4, 2.5e-4])
+
+    first = train(dataset, tmp_path / "b", _tumor_options(epochs=1))
+    assert first.epochs_done == 1
+    with pytest.raises(OutputError, match="--resume"):
+        train(dataset, tmp_path / "b", _tumor_options(epochs=2))
+    resumed = train(dataset, tmp_path / "b", _tumor_options(epochs=2), resume=True)
+    assert resumed.epochs_done == 2
+    a = load_checkpoint(straight.last_checkpoint)["model"]
+    b = load_checkpoint(resumed.last_checkpoint)["model"]
+    assert a.keys() == b.keys()
+    for key in a:  # resuming restores weights, optimiser, schedule and random states exactly
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+
+    onnx_path = tmp_path / "tumor.onnx"
+    res = export_checkpoint(straight.best_checkpoint, onnx_path)
+    assert onnx_path.is_file() and res.parity <= 1e-4
+    assert res.card.task == "tumor" and res.card.phase_slots == 4
+    assert res.card.patch_zyx == (16, 32, 32) and res.card.normalisation == "seed"
+
+
+@pytest.mark.slow
+def test_breast_training_runs(dataset: Path, tmp_path: Path) -> None:
+    from breastai.training.export import export_checkpoint
+    from breastai.training.train import default_options, train
+
+    opts = default_options(
+        "breast",
+        network={"base": 2, "levels": 3},
+        epochs=1,
+        iters_per_epoch=2,
+        spacing_zyx=(4.0, 4.0, 4.0),
+        patch_zyx=(8, 16, 16),
+        stride_zyx=(4, 8, 8),
+        val_cases=1,
+    )
+    res = train(dataset, tmp_path / "breast", opts)
+    assert res.best_val_dice is not None and 0.0 <= res.best_val_dice <= 1.0
+    out = export_checkpoint(res.best_checkpoint, tmp_path / "breast.onnx")
+    assert out.card.normalisation == "p1p99-minmax" and out.card.spacing_zyx == (4.0, 4.0, 4.0)
+
+
+def test_foreign_checkpoint_is_rejected(tmp_path: Path) -> None:
+    from breastai.training.train import load_checkpoint
+
+    p = tmp_path / "x.pt"
+    p.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a readable torch checkpoint"):
+        load_checkpoint(p)
+    torch.save({"model": {}}, p)
+    with pytest.raises(InputError, match="import-weights"):
+        load_checkpoint(p)
+
+
+def test_cli_train_export_register(dataset: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from breastai.cli import app
+    from breastai.weights import load_registry
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    args = ["train", "tumor", "--data", str(dataset), "--out", str(out), "--epochs", "1"]
+    args += ["--iters-per-epoch", "1", "--spacing", "2,2,2", "--patch", "16,32,32"]
+    args += ["--stride", "8,16,16", "--filters", "2", "--hidden", "8", "--mlp", "16"]
+    args += ["--heads", "2", "--layers", "1", "--slots", "4", "--val-cases", "1"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert (out / "best.pt").is_file() and "validation Dice" in res.output
+
+    wf = tmp_path / "home" / "weights.toml"
+    onnx_path = tmp_path / "mine.onnx"
+    args = ["export", str(out / "best.pt"), "--out", str(onnx_path), "--register"]
+    res = runner.invoke(app, [*args, "--weights-file", str(wf)])
+    assert res.exit_code == 0, res.output
+    card = load_registry(wf)["mine"]
+    assert card.task == "tumor" and card.phase_slots == 4 and not card.demo
+
+    bad = runner.invoke(
+        app, ["train", "tumor", "--data", str(dataset), "--out", "x", "--base", "4"]
+    )
+    assert bad.exit_code == 2 and "does not apply" in bad.output and "Traceback" not in bad.output
+    bad = runner.invoke(app, ["train", "breast", "--data", str(tmp_path / "nope"), "--out", "x"])
+    assert bad.exit_code == 1 and "does not exist" in bad.output
+    bad = runner.invoke(
+        app, ["train", "breast", "--data", str(dataset), "--out", "x", "--patch", "8,8"]
+    )
+    assert bad.exit_code == 2 and "three numbers" in bad.output
+
+
+@pytest.mark.slow
+def test_demo_weights_smoke(tmp_path: Path) -> None:
+    import shutil
+
+    from breastai.training.demo_weights import build_demo_weights
+    from breastai.weights import package_weights_file, sha256_file
+
+    toml = tmp_path / "weights.toml"
+    shutil.copy(package_weights_file(), toml)
+    res = build_demo_weights(tmp_path / "models", smoke=True, weights_toml=toml)
+    assert res.breast_onnx.is_file() and res.tumor_onnx.is_file()
+    assert res.tumor_sha256 == sha256_file(res.tumor_onnx)
+    text = toml.read_text()
+    assert res.breast_sha256 in text and res.tumor_sha256 in text
+    assert "patch_zyx = [32, 96, 96]" in text  # the tumor entry now has the demo patch
+    import tomllib
+
+    entries = tomllib.loads(text)["models"]
+    assert entries["demo-tumor"]["spacing_zyx"] == [2.0, 2.0, 2.0]
+    assert entries["demo-breast"]["spacing_zyx"] == [4.0, 4.0, 4.0]
+    assert entries["demo-tumor"]["sha256"] == res.tumor_sha256 and entries["demo-tumor"]["demo"]
