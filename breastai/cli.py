@@ -317,7 +317,8 @@ def _segment_table(results: list[Any]) -> Any:
                 str(r.out_dir),
             )
         else:
-            table.add_row(r.name, "[red]failed[/red]", "", "", "", "", "", r.error or "")
+            # the error itself was printed on stderr as it happened
+            table.add_row(r.name, "[red]failed[/red]", "", "", "", "", "", "-")
     return table
 
 
@@ -427,7 +428,7 @@ def segment(
         )
     if json_output:
         print_json({"notice": RESEARCH_NOTICE, "results": [r.to_dict() for r in results]})
-    elif show:
+    elif show and (len(results) > 1 or results[0].ok):
         console.print(_segment_table(results))
         if any(r.demo_weights for r in results if r.ok):
             console.print(
