@@ -35,8 +35,6 @@ import csv
 import io
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,7 +45,8 @@ import SimpleITK as sitk
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from breastai.errors import InputError, OutputError, OutputExistsError
+from breastai.errors import InputError
+from breastai.io.atomic import atomic_file
 from breastai.report import align_to_grid, read_mask
 
 __all__ = [
@@ -387,18 +386,7 @@ def write_csv(rows: Sequence[CaseMetrics], path: Path, *, force: bool = False) -
         When the file cannot be written.
     """
     path = Path(path)
-    if path.exists() and not force:
-        raise OutputExistsError(f"{str(path)!r} already exists; pass --force to replace it.")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                fh.write(metrics_csv(rows))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise OutputError(f"Could not write {str(path)!r}: {exc.strerror or exc}.") from None
+    text = metrics_csv(rows)
+    with atomic_file(path, force=force) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
     return path

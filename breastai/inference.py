@@ -514,9 +514,14 @@ class OnnxModel:
             return np.concatenate(parts, axis=0)
         try:
             return self._run_once(feed)
-        except Exception as exc:
+        except Exception as exc:  # ORT raises its own pybind exception types
             if not _is_oom(exc):
-                raise
+                shapes = {k: tuple(v.shape) for k, v in feed.items()}
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                raise WeightsError(
+                    f"ONNX Runtime could not run {self.path.name} on inputs {shapes} ({first}); "
+                    "check that the model card's patch size and phase slots match this model."
+                ) from exc
             if n > 1:
                 self.max_batch = max(1, n // 2)
                 self.notices.append(
@@ -527,7 +532,11 @@ class OnnxModel:
             if self.provider != "CPUExecutionProvider":
                 self._fallback_to_cpu("GPU out of memory with one window per batch")
                 return self._run_once(feed)
-            raise
+            raise DeviceUnavailableError(
+                f"Out of memory running {self.path.name} on the CPU with one window of "
+                f"{tuple(next(iter(feed.values())).shape)}; close other programs or use a "
+                "machine with more memory."
+            ) from exc
 
     def predictor(self, *, time_mask: np.ndarray | None = None) -> Predict:
         """A ``predict`` callable for :func:`sliding_window`.

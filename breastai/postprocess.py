@@ -31,6 +31,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from breastai.errors import ParameterError
+from breastai.preprocess import same_grid
 
 __all__ = [
     "DEFAULT_MIN_VOLUME_MM3",
@@ -237,12 +238,17 @@ def tumor_mask(
     ParameterError
         ``breast`` is on another grid.
     """
+    if not 0.0 <= threshold <= 1.0:
+        raise ParameterError(f"threshold must be within [0, 1], got {threshold!r}.")
     arr = _array(probability) > threshold
     if breast is not None:
-        if breast.GetSize() != probability.GetSize() or not np.allclose(
-            breast.GetOrigin(), probability.GetOrigin(), atol=1e-4
-        ):
-            raise ParameterError("the breast mask must share the tumor probability's grid.")
+        if not same_grid(breast, probability):
+            raise ParameterError(
+                "The breast mask must lie on the tumor probability's grid; got size "
+                f"{breast.GetSize()}, spacing {breast.GetSpacing()}, origin {breast.GetOrigin()} "
+                f"vs size {probability.GetSize()}, spacing {probability.GetSpacing()}, origin "
+                f"{probability.GetOrigin()}; resample the breast mask onto that grid first."
+            )
         arr &= _array(breast) > 0
     return remove_small_components(_like(arr.astype(np.uint8), probability), min_volume_mm3)
 

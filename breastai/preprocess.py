@@ -33,6 +33,7 @@ __all__ = [
     "normalise_seed",
     "resample_to_reference",
     "resample_to_spacing",
+    "same_grid",
 ]
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,30 @@ def resample_to_reference(
     f = sitk.ResampleImageFilter()
     f.SetReferenceImage(reference)
     return _run_resample(f, image, _interpolator(interpolator), extrapolate=extrapolate)
+
+
+def same_grid(a: sitk.Image, b: sitk.Image, *, tol: float = 1e-4) -> bool:
+    """True when two images share size, spacing, origin and direction (within ``tol``).
+
+    Parameters
+    ----------
+    a, b:
+        The images.
+    tol:
+        Absolute tolerance for spacing (mm) and direction cosines; origins may differ by up to
+        ``100 * tol`` mm (header round-off of positions).
+
+    Returns
+    -------
+    bool
+        Whether voxel ``(z, y, x)`` of one is voxel ``(z, y, x)`` of the other.
+    """
+    return bool(
+        a.GetSize() == b.GetSize()
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=0, atol=tol)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0, atol=tol * 100)
+        and np.allclose(a.GetDirection(), b.GetDirection(), rtol=0, atol=tol)
+    )
 
 
 def _subsample(volume: np.ndarray) -> np.ndarray:

@@ -19,6 +19,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from breastai import RESEARCH_NOTICE
+from breastai.errors import ParameterError
+from breastai.io.atomic import atomic_file
+from breastai.preprocess import resample_to_reference, same_grid
 
 __all__ = ["write_preview"]
 
@@ -119,8 +122,14 @@ def write_preview(
     """
     from PIL import Image, ImageDraw
 
-    if pre.GetSize() != post.GetSize() or pre.GetOrigin() != post.GetOrigin():
-        pre = sitk.Resample(pre, post, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    if not same_grid(pre, post):
+        pre = resample_to_reference(pre, post, interpolator="linear", extrapolate=False)
+    for name, mask in (("tumor", tumor), ("breast", breast)):
+        if mask is not None and not same_grid(mask, post):
+            raise ParameterError(
+                f"The {name} mask must lie on the post-contrast phase's grid (size "
+                f"{post.GetSize()}); got size {mask.GetSize()}: resample it onto that grid first."
+            )
     sub = sitk.GetArrayFromImage(post).astype(np.float32) - sitk.GetArrayFromImage(pre).astype(
         np.float32
     )
@@ -163,5 +172,6 @@ def write_preview(
     y = max(lh, rh) + pad + 4
     draw.text((pad, y), f"MIP of P1-P0 | key slice {k}   {caption}"[:120], fill=(230, 230, 230))
     draw.text((pad, y + 16), RESEARCH_NOTICE, fill=(255, 200, 0))
-    canvas.save(path, format="PNG")
+    with atomic_file(Path(path)) as tmp:
+        canvas.save(tmp, format="PNG")
     return path

@@ -60,8 +60,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +79,8 @@ from breastai.errors import (
     OutputExistsError,
     ParameterError,
 )
+from breastai.io.atomic import atomic_file
+from breastai.preprocess import resample_to_reference, same_grid
 from breastai.study import Study
 
 __all__ = [
@@ -545,15 +545,6 @@ def _geometry(image: sitk.Image) -> tuple[FloatArray, FloatArray, FloatArray]:
     return origin, spacing, direction
 
 
-def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
-    return bool(
-        a.GetSize() == b.GetSize()
-        and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=1e-4, atol=1e-5)
-        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-2)
-        and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-4)
-    )
-
-
 def _same_lattice(a: sitk.Image, b: sitk.Image) -> bool:
     """Same spacing and direction, and a's voxel centres fall on b's (a crop or pad of b)."""
     if not (
@@ -590,7 +581,7 @@ def align_to_grid(
     image: sitk.Image, reference: sitk.Image, *, what: str, onto: str, warnings: list[str]
 ) -> sitk.Image:
     """Resample a label image onto ``reference`` with nearest neighbour, refusing disjoint grids."""
-    if _same_grid(image, reference):
+    if same_grid(image, reference):
         return image
     for key in ("0020|0052",):  # FrameOfReferenceUID, when both images carry it
         if (
@@ -699,17 +690,11 @@ def _in_plane(
         sl = crop[k]
         if not sl.any():
             continue
-        pad = np.pad(sl, 1).view(np.int8)
-        parts = []
-        for ax in (0, 1):
-            idx = np.argwhere(np.diff(pad, axis=ax) != 0).astype(np.float64)
-            idx[:, ax] += 0.5
-            parts.append(idx - 1.0)
-        yx = np.concatenate(parts)
-        pts2 = np.column_stack([yx[:, 1] * spacing[0], yx[:, 0] * spacing[1]])
+        zyx = _face_centres(crop[k : k + 1], axes=(1, 2))  # in-plane faces only, z = 0
+        zyx[:, 0] = float(k)
+        pts2 = np.column_stack([zyx[:, 2] * spacing[0], zyx[:, 1] * spacing[1]])
         d, i, j = farthest_pair(pts2)
         if d > best[0]:
-            zyx = np.column_stack([np.full(len(yx), float(k)), yx])
             ends = zyx[[i, j]] + start.astype(np.float64)
             p = _index_to_lps(ends, origin, spacing, direction)
             best = (float(np.linalg.norm(p[0] - p[1])), p[0], p[1], z0 + k)
@@ -989,8 +974,8 @@ def _add_kinetics(
     signals = []
     for phase in study.phases:
         img = phase.image
-        if not _same_grid(img, ref):
-            img = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        if not same_grid(img, ref):
+            img = resample_to_reference(img, ref, interpolator="linear", extrapolate=False)
             msg = f"Phase {phase.index} was resampled onto the reference phase grid (linear)."
             warnings.append(msg)
             log.warning(msg)
@@ -1065,14 +1050,8 @@ def _curve(
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_report(
@@ -1195,9 +1174,18 @@ def write_sr(
             f"{study.kind!r} input. Write report.json/report.md instead."
         )
     evidence = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in dict.fromkeys(sources)]
-    names = [str(w.get("name", "")) for w in _weights_list(weights)] if weights else []
+    wlist = _weights_list(weights) if weights else []
+    names = [str(w.get("name", "")) for w in wlist]
     version = __version__ + (f" ({', '.join(names)})" if names else "")
-    algorithm = hd.sr.AlgorithmIdentification(name="breastai", version=version[:64])
+    # name, sha256 and demo flag of every model, in full (the version string is LO, 64 chars)
+    parameters = [
+        f"{w.get('task', 'weights')}: {w.get('name', '')} sha256 {w.get('sha256', '')}"
+        + (" (DEMO weights trained on synthetic phantoms)" if w.get("demo") else "")
+        for w in wlist
+    ]
+    algorithm = hd.sr.AlgorithmIdentification(
+        name="breastai", version=version[:64], parameters=parameters or None
+    )
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -1255,16 +1243,6 @@ def write_sr(
         manufacturer="breastai",
         series_description=SR_SERIES_DESCRIPTION,
     )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            sr.save_as(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise OutputError(f"Could not write {str(path)!r}: {exc.strerror or exc}.") from None
+    with atomic_file(path, force=force) as tmp:
+        sr.save_as(tmp)
     return path

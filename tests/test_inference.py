@@ -284,8 +284,11 @@ def test_non_oom_errors_propagate(models: dict[str, Path], monkeypatch: pytest.M
         raise RuntimeError("invalid dimensions")
 
     monkeypatch.setattr(OnnxModel, "_run_once", boom)
-    with pytest.raises(RuntimeError, match="invalid dimensions"):
+    # not retried, not swallowed: one BreastAIError naming the model and the input shapes
+    with pytest.raises(WeightsError, match=r"invalid dimensions.*patch size") as info:
         m.run({"image": np.zeros((2, 1, 4, 4, 4), np.float32)})
+    assert "(2, 1, 4, 4, 4)" in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError)
     assert m.max_batch is None
 
 

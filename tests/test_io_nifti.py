@@ -9,7 +9,13 @@ import pytest
 import SimpleITK as sitk
 from dicom_factory import orientation_cosines
 
-from breastai.errors import InputError, NoDCESeriesError, OutputExistsError, ParameterError
+from breastai.errors import (
+    InconsistentGeometryError,
+    InputError,
+    NoDCESeriesError,
+    OutputExistsError,
+    ParameterError,
+)
 from breastai.io import load_study, read_image, write_image
 
 
@@ -87,6 +93,18 @@ def test_phase_on_other_grid_is_resampled_to_reference(tmp_path: Path) -> None:
     study = load_study(tmp_path)
     assert study.phases[0].image.GetSize() == study.phases[1].image.GetSize() == (12, 10, 6)
     assert any("resampled onto the grid of phase 1" in w for w in study.decisions.warnings)
+    # P0 (values 0..1, all > 0) covers P1's field of view: resampled values stay in its range
+    p0 = sitk.GetArrayFromImage(study.phases[0].image)
+    assert float(p0.min()) >= 0.0 and float(p0.max()) <= 1.0 and float(p0.max()) > 0.0
+
+
+def test_phase_outside_reference_field_of_view_refused(tmp_path: Path) -> None:
+    far = _image(0)
+    far.SetOrigin((500.0, 20.0, 30.0))  # half a metre away: no overlap with P1
+    write_image(far, tmp_path / "P0.nii.gz")
+    write_image(_image(1), tmp_path / "P1.nii.gz")
+    with pytest.raises(InconsistentGeometryError, match="does not overlap"):
+        load_study(tmp_path)
 
 
 def test_single_volume_and_gaps_refused(tmp_path: Path) -> None:

@@ -356,3 +356,17 @@ def test_hard_case_presets_change_what_they_claim() -> None:
     # H7 two phases with 120 s spacing
     two = generate_case(15, preset="two_phase", **SMALL)
     assert two.n_phases == 2 and two.times_s[1] == pytest.approx(60.0)
+
+
+def test_truth_longest_diameter_is_exact_on_flat_point_sets() -> None:
+    # A flat (coplanar) set defeats a 3-D convex hull; the truth must still be exact, not an
+    # estimate from a subsample (the two farthest points sit at odd indices of 5001 points).
+    from breastai.phantom.generator import _longest_diameter
+
+    rng = np.random.default_rng(3)
+    r = 9.0 * np.sqrt(rng.random(5001))
+    a = rng.random(5001) * 2 * np.pi
+    pts = np.column_stack([r * np.cos(a), r * np.sin(a), np.zeros(5001)])
+    pts[1] = (-10.0, 0.0, 0.0)
+    pts[3] = (10.0, 0.0, 0.0)
+    assert _longest_diameter(pts) == pytest.approx(20.0, abs=1e-9)

@@ -144,3 +144,17 @@ def test_bounding_box_on_another_grid() -> None:
     assert box == ((4, 9), (2, 5), (5, 8))
     assert bounding_box(native, grid, margin_mm=100.0) == ((0, 20), (0, 10), (0, 10))
     assert bounding_box(_img(np.zeros((2, 2, 2), np.uint8)), grid) is None
+
+
+def test_tumor_mask_rejects_breast_mask_on_another_grid() -> None:
+    # Same size and origin but another spacing or direction is another grid: multiplying the
+    # arrays voxel by voxel would silently mask the wrong tissue.
+    shape = (4, 5, 6)
+    p = _img(np.full(shape, 0.9, np.float32))
+    other_spacing = _img(np.ones(shape, np.uint8), spacing=(2.0, 1.0, 1.0))
+    flipped = _img(np.ones(shape, np.uint8), direction=(-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    for b in (other_spacing, flipped):
+        with pytest.raises(ParameterError, match="grid"):
+            tumor_mask(p, 0.5, breast=b, min_volume_mm3=0)
+    with pytest.raises(ParameterError, match="threshold"):
+        tumor_mask(p, -0.1)

@@ -185,3 +185,20 @@ def test_choose_phases() -> None:
     assert note is not None and "9 phases" in note
     picked2, _ = choose_phases([None] * 9, 4)
     assert picked2 == [0, 1, 2, 8]
+
+
+def test_same_grid_compares_every_geometry_field() -> None:
+    from breastai.preprocess import same_grid
+
+    a = sitk.Image(4, 5, 6, sitk.sitkUInt8)
+    b = sitk.Image(4, 5, 6, sitk.sitkFloat32)  # pixel type is not geometry
+    assert same_grid(a, b)
+    for change in (
+        lambda im: im.SetSpacing((1.0, 1.0, 2.0)),
+        lambda im: im.SetOrigin((0.0, 0.0, 0.5)),
+        lambda im: im.SetDirection((-1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)),
+    ):
+        c = sitk.Image(4, 5, 6, sitk.sitkUInt8)
+        change(c)
+        assert not same_grid(a, c)
+    assert not same_grid(a, sitk.Image(4, 5, 7, sitk.sitkUInt8))

@@ -613,6 +613,22 @@ def test_dicom_sr_from_a_phantom_dicom_study(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["tstage", str(mask), "--sr"])
     assert res.exit_code == 2 and "--sr needs" in res.stderr
 
+    # the SR names every model's weights by name and sha256, and says when they are demo weights
+    from breastai.io import load_study
+    from breastai.report import write_sr
+
+    study = load_study(tmp_path / "dicom")
+    rep = measure_lesions(case.mask_image("tumor"), study=study)
+    sha = "ab" * 32
+    weights = {
+        "breast": {"name": "demo-breast", "sha256": sha, "demo": True},
+        "tumor": {"name": "seed-tumor", "sha256": "cd" * 32, "demo": False},
+    }
+    sr = hd.sr.srread(write_sr(rep, study, tmp_path / "w.dcm", weights=weights))
+    text = "\n".join(str(el.value) for el in sr.iterall() if el.VR in ("UT", "LT", "ST"))
+    assert f"demo-breast sha256 {sha} (DEMO" in text
+    assert f"seed-tumor sha256 {'cd' * 32}" in text and f"{'cd' * 32} (DEMO" not in text
+
 
 def test_sr_needs_a_dicom_study_and_extra_keys_cannot_clash(tmp_path: Path) -> None:
     from breastai.report import write_sr

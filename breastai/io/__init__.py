@@ -187,8 +187,13 @@ def read_image(path: Path) -> sitk.Image:
             raise InputError(
                 f"Could not read {path} as an image ({str(exc).strip()[-160:]})."
             ) from None
-    with open(path, "rb") as fh:
-        head = fh.read(132)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError as exc:
+        raise InputError(
+            f"Could not read {path}: {exc.strerror or exc}; check the file's permissions."
+        ) from None
     if head[128:132] != b"DICM":
         raise UnsupportedInputError(
             f"{path} is neither NIfTI/NRRD/MHA nor DICOM; expected a mask image or a DICOM-SEG."

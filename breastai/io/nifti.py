@@ -12,9 +12,7 @@ a phase on another grid is resampled onto it (linear) with a warning.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,14 +20,16 @@ import numpy as np
 import SimpleITK as sitk
 
 from breastai.errors import (
+    InconsistentGeometryError,
     InputError,
     NoDCESeriesError,
     OutputError,
-    OutputExistsError,
     ParameterError,
     UnsupportedInputError,
 )
+from breastai.io.atomic import atomic_file
 from breastai.io.times import phase_timing
+from breastai.preprocess import resample_to_reference, same_grid
 from breastai.study import DecisionLog, Phase, Study
 
 __all__ = [
@@ -100,16 +100,6 @@ def find_phase_files(folder: Path) -> tuple[list[Path], str]:
             "(P0, P1, ... or <case>_0000, <case>_0001, ...)."
         )
     return [found[k] for k in numbers], naming
-
-
-def same_grid(a: sitk.Image, b: sitk.Image, *, tol: float = 1e-4) -> bool:
-    """True when two images share size, spacing, origin and direction (within ``tol``)."""
-    return (
-        a.GetSize() == b.GetSize()
-        and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tol)
-        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tol * 100)
-        and np.allclose(a.GetDirection(), b.GetDirection(), atol=tol)
-    )
 
 
 def _read(path: Path) -> sitk.Image:
@@ -210,11 +200,17 @@ def read_nifti_study(
     ref = images[1]
     for k, img in enumerate(images):
         if k != 1 and not same_grid(img, ref):
-            resampler = sitk.ResampleImageFilter()
-            resampler.SetReferenceImage(ref)
-            resampler.SetInterpolator(sitk.sitkLinear)
-            resampler.SetDefaultPixelValue(0.0)
-            images[k] = resampler.Execute(img)
+            moved = resample_to_reference(img, ref, interpolator="linear", extrapolate=False)
+            if not np.any(sitk.GetArrayViewFromImage(moved)) and np.any(
+                sitk.GetArrayViewFromImage(img)
+            ):
+                raise InconsistentGeometryError(
+                    f"phase {k} ({sources[k].name}) does not overlap the field of view of phase 1 "
+                    f"({sources[1].name}): expected phases of one acquisition, found origins "
+                    f"{tuple(round(v, 1) for v in img.GetOrigin())} and "
+                    f"{tuple(round(v, 1) for v in ref.GetOrigin())} mm; check the phase files."
+                )
+            images[k] = moved
             log.warnings.append(
                 f"phase {k} ({sources[k].name}) was on another grid and was resampled onto the "
                 "grid of phase 1 (linear)"
@@ -265,20 +261,10 @@ def write_image(image: sitk.Image, path: Path, *, force: bool = False) -> Path:
         The folder is not writable or the write failed.
     """
     path = Path(path)
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} already exists; pass --force to overwrite it.")
     suffix = next((s for s in IMAGE_SUFFIXES if path.name.lower().endswith(s)), path.suffix)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"Cannot write to {path.parent}: {exc.strerror or exc}.") from None
-    tmp = Path(tmp_name)
-    try:
-        sitk.WriteImage(image, str(tmp), useCompression=suffix.endswith(".gz"))
-        os.replace(tmp, path)
-    except (RuntimeError, OSError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"Could not write {path}: {str(exc).strip()[:200]}.") from None
+    with atomic_file(path, force=force, suffix=suffix) as tmp:
+        try:
+            sitk.WriteImage(image, str(tmp), useCompression=suffix.endswith(".gz"))
+        except RuntimeError as exc:  # SimpleITK reports write failures as RuntimeError
+            raise OutputError(f"Could not write {path}: {str(exc).strip()[:200]}.") from None
     return path

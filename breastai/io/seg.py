@@ -23,8 +23,6 @@ Follows docs/dicom-rules.md §3:
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from breastai import RESEARCH_NOTICE, __version__
-from breastai.errors import OutputError, OutputExistsError, ParameterError, UnsupportedInputError
+from breastai.errors import OutputExistsError, ParameterError, UnsupportedInputError
+from breastai.io.atomic import atomic_file
+from breastai.preprocess import same_grid
 from breastai.study import Study
 
 __all__ = [
@@ -166,15 +166,6 @@ def _volume(image: sitk.Image, array: np.ndarray, **kwargs: Any) -> Any:
     )
 
 
-def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
-    return (
-        a.GetSize() == b.GetSize()
-        and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-5)
-        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-4)
-        and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-6)
-    )
-
-
 def write_seg(
     path: Path,
     study: Study,
@@ -231,12 +222,12 @@ def write_seg(
         )
     grid = ref.image
     for name, m in (("breast", breast), ("tumor", tumor)):
-        if not _same_grid(m, grid):
+        if not same_grid(m, grid):
             raise ParameterError(
                 f"The {name} mask is not on the reference phase's grid "
                 f"(size {m.GetSize()} vs {grid.GetSize()}); resample it first."
             )
-    phase_label = f"phase {ref.index} (first post-contrast)" if ref.index == 1 else "phase 0"
+    phase_label = f"phase {ref.index}" + (" (first post-contrast)" if ref.index == 1 else "")
     files = list(ref.source_files)
     other_stack: list[Path] = []
     if len(ref.stacks) > 1 and not ref.frame_numbers:
@@ -329,17 +320,8 @@ def write_seg(
 
 
 def _save_atomic(ds: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".seg-", suffix=".dcm.tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path, suffix=".dcm.tmp") as tmp:
         ds.save_as(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"Could not write {str(path)!r}: {exc.strerror or exc}.") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_seg(path: Path, reference: sitk.Image) -> dict[str, sitk.Image]:

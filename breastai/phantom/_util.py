@@ -84,6 +84,12 @@ def atomic_write_image(image: sitk.Image, path: Path, *, compression_level: int 
     try:
         sitk.WriteImage(image, str(tmp), True, compression_level)
         os.replace(tmp, path)
+    except (RuntimeError, OSError) as exc:  # SimpleITK reports write failures as RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise OutputError(
+            f"cannot write {str(path)!r} ({str(exc).strip()[:200]}); choose a writable path "
+            "with free space."
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -283,19 +283,10 @@ def _random_rotation(rng: np.random.Generator) -> F64:
 
 
 def _longest_diameter(points: F64) -> float:
-    if len(points) < 2:
-        return 0.0
-    if len(points) > 8:
-        try:
-            from scipy.spatial import ConvexHull
+    """Exact longest distance within a point set (the report's convex-hull kernel)."""
+    from breastai.report import farthest_pair
 
-            points = points[ConvexHull(points).vertices]
-        except Exception:  # degenerate (flat) point sets
-            pass
-    if len(points) > 3000:
-        points = points[:: int(np.ceil(len(points) / 3000))]
-    d2 = ((points[:, None, :] - points[None, :, :]) ** 2).sum(-1)
-    return float(np.sqrt(d2.max()))
+    return farthest_pair(np.asarray(points, dtype=np.float64))[0]
 
 
 # ------------------------------------------------------------------------------------------------

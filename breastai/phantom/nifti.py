@@ -106,6 +106,11 @@ def _write_json(obj: dict[str, Any], path: Path) -> None:
     try:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(
+            f"cannot write {str(path)!r} ({exc.strerror or exc}); choose a writable path."
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
