@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from breastai.errors import InputError, OutputError, ParameterError
+from breastai.io.atomic import atomic_file
 from breastai.preprocess import (
     assemble_slots,
     choose_phases,
@@ -852,7 +853,8 @@ def train(
         )
         if stop:
             break
-    (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+    with atomic_file(out_dir / "history.json") as tmp_history:
+        tmp_history.write_text(json.dumps(history, indent=1))
     if not best_path.exists() and last_path.exists():
         _atomic_save(load_checkpoint(last_path), best_path)
     return TrainResult(
