@@ -345,7 +345,9 @@ def _prepare(
         )
     bcard = models.breast.card
     pre = study.phases[0].image
-    breast_grid = resample_to_spacing(pre, bcard.spacing_zyx, interpolator="linear")
+    breast_grid = resample_to_spacing(
+        pre, bcard.spacing_zyx, interpolator="linear", canonical=True
+    )
     b_arr = sitk.GetArrayFromImage(breast_grid).astype(np.float32)
     if bcard.normalisation == "seed":
         post_b = resample_to_reference(study.reference.image, breast_grid)
@@ -360,7 +362,7 @@ def _prepare(
     if note:
         log.info("%s: %s", name, note)
     tumor_grid = resample_to_spacing(
-        study.reference.image, tcard.spacing_zyx, interpolator="linear"
+        study.reference.image, tcard.spacing_zyx, interpolator="linear", canonical=True
     )
     arrays = []
     for i in chosen:

@@ -65,6 +65,7 @@ def resample_to_spacing(
     spacing_zyx: Sequence[float],
     *,
     interpolator: str | int = "linear",
+    canonical: bool = False,
 ) -> sitk.Image:
     """Resample a volume to a new voxel spacing, keeping origin, direction and physical extent.
 
@@ -77,6 +78,12 @@ def resample_to_spacing(
     interpolator:
         ``"linear"`` (default, for intensities and probabilities), ``"nearest"`` (masks),
         ``"bspline"``, ``"label"``, or a SimpleITK interpolator constant.
+    canonical:
+        Put the result on an axis-aligned LPS grid (identity direction: x to patient left,
+        y to posterior, z to superior) covering the volume's physical bounding box, so that a
+        model sees every acquisition (sagittal, oblique, descending slices) the way it saw the
+        axial training data. A volume whose direction is already the identity is resampled as
+        with ``canonical=False``. The pipeline and training use ``canonical=True``.
 
     Returns
     -------
@@ -97,6 +104,24 @@ def resample_to_spacing(
     interp = _interpolator(interpolator)
     old_xyz = image.GetSpacing()
     size = image.GetSize()
+    if canonical and not np.allclose(image.GetDirection(), np.eye(3).ravel(), atol=1e-6):
+        corners = np.array(
+            [
+                image.TransformContinuousIndexToPhysicalPoint(
+                    [float(c * (n - 1)) for c, n in zip(corner, size, strict=True)]
+                )
+                for corner in np.ndindex(2, 2, 2)
+            ]
+        )
+        lo, hi = corners.min(axis=0), corners.max(axis=0)
+        f = sitk.ResampleImageFilter()
+        f.SetSize(
+            [max(1, round((h - low) / s) + 1) for low, h, s in zip(lo, hi, new_xyz, strict=True)]
+        )
+        f.SetOutputOrigin([float(v) for v in lo])
+        f.SetOutputSpacing(new_xyz)
+        f.SetOutputDirection(np.eye(3).ravel().tolist())
+        return _run_resample(f, image, interp, extrapolate=False)
     new_size = [max(1, round(n * o / s)) for n, o, s in zip(size, old_xyz, new_xyz, strict=True)]
     if tuple(new_size) == tuple(size) and np.allclose(old_xyz, new_xyz, rtol=0, atol=1e-6):
         return image

@@ -202,3 +202,37 @@ def test_same_grid_compares_every_geometry_field() -> None:
         change(c)
         assert not same_grid(a, c)
     assert not same_grid(a, sitk.Image(4, 5, 7, sitk.sitkUInt8))
+
+
+@pytest.mark.parametrize("orientation", ["sagittal", "oblique"])
+def test_canonical_grid_is_axis_aligned_and_keeps_voxels_in_place(orientation: str) -> None:
+    """canonical=True resamples onto an identity-direction grid that covers the volume; a bright
+    voxel lands at the same patient position (checked through physical coordinates)."""
+    from breastai.phantom import generate_case
+
+    case = generate_case(0, orientation=orientation, shape_zyx=(16, 32, 32))
+    image = case.phase_image(1)
+    arr = np.zeros(sitk.GetArrayViewFromImage(image).shape, np.float32)
+    arr[8, 10, 20] = 1.0
+    marked = sitk.GetImageFromArray(arr)
+    marked.CopyInformation(image)
+    out = resample_to_spacing(marked, (1.0, 1.0, 1.0), interpolator="nearest", canonical=True)
+    assert np.allclose(out.GetDirection(), np.eye(3).ravel())
+    point = np.array(marked.TransformIndexToPhysicalPoint((20, 10, 8)))
+    hit = np.argwhere(sitk.GetArrayViewFromImage(out) > 0)
+    assert len(hit) > 0
+    hit_points = np.array(
+        [out.TransformIndexToPhysicalPoint([int(v) for v in h[::-1]]) for h in hit]
+    )
+    assert np.min(np.linalg.norm(hit_points - point, axis=1)) <= np.sqrt(3) * 0.5 + 1e-6
+    # the canonical grid covers every voxel centre of the input
+    lo = np.array(out.GetOrigin())
+    hi = np.array(out.TransformIndexToPhysicalPoint([s - 1 for s in out.GetSize()]))
+    size = image.GetSize()
+    for corner in np.ndindex(2, 2, 2):
+        p = np.array(
+            image.TransformIndexToPhysicalPoint(
+                [c * (n - 1) for c, n in zip(corner, size, strict=True)]
+            )
+        )
+        assert np.all(p >= lo - 1e-6) and np.all(p <= hi + 1.0)

@@ -354,7 +354,7 @@ def _read(path: Path) -> sitk.Image:
 
 def _mask_on_grid(mask: sitk.Image, spacing_zyx: Sequence[float]) -> np.ndarray:
     img = sitk.Cast(mask, sitk.sitkFloat32)
-    res = resample_to_spacing(img, spacing_zyx, interpolator="linear")
+    res = resample_to_spacing(img, spacing_zyx, interpolator="linear", canonical=True)
     return (sitk.GetArrayFromImage(res) > 0.5).astype(np.uint8)
 
 
@@ -429,7 +429,7 @@ def prepare_images(
     sp = options.spacing_zyx
     breast = _mask_on_grid(breast_mask, sp)
     if options.task == "breast":
-        p0 = resample_to_spacing(sitk.Cast(phases[0], sitk.sitkFloat32), sp)
+        p0 = resample_to_spacing(sitk.Cast(phases[0], sitk.sitkFloat32), sp, canonical=True)
         image = normalise_p1p99_minmax(sitk.GetArrayFromImage(p0))[None]
         target = breast
         box = ((0, breast.shape[0]), (0, breast.shape[1]), (0, breast.shape[2]))
@@ -439,7 +439,9 @@ def prepare_images(
         slots = int(options.network.get("slots", 6))
         chosen, _ = choose_phases([None] * len(phases), slots)
         arrays = [
-            sitk.GetArrayFromImage(resample_to_spacing(sitk.Cast(phases[i], sitk.sitkFloat32), sp))
+            sitk.GetArrayFromImage(
+                resample_to_spacing(sitk.Cast(phases[i], sitk.sitkFloat32), sp, canonical=True)
+            )
             for i in chosen
         ]
         image = np.stack(normalise_seed(arrays)).astype(np.float32)
