@@ -79,10 +79,10 @@ def resample_to_spacing(
         ``"linear"`` (default, for intensities and probabilities), ``"nearest"`` (masks),
         ``"bspline"``, ``"label"``, or a SimpleITK interpolator constant.
     canonical:
-        Put the result on an axis-aligned LPS grid (identity direction: x to patient left,
-        y to posterior, z to superior) covering the volume's physical bounding box, so that a
-        model sees every acquisition (sagittal, oblique, descending slices) the way it saw the
-        axial training data. A volume whose direction is already the identity is resampled as
+        Relabel the axes (permutation and flips only, no rotation) so that array x, y, z run
+        closest to patient left, posterior and superior, covering the same voxel centres: a
+        sagittal or descending-slice acquisition reaches the model in the axial order it was
+        trained on, and an oblique tilt is kept. Volumes already in that order are resampled as
         with ``canonical=False``. The pipeline and training use ``canonical=True``.
 
     Returns
@@ -104,24 +104,16 @@ def resample_to_spacing(
     interp = _interpolator(interpolator)
     old_xyz = image.GetSpacing()
     size = image.GetSize()
-    if canonical and not np.allclose(image.GetDirection(), np.eye(3).ravel(), atol=1e-6):
-        corners = np.array(
-            [
-                image.TransformContinuousIndexToPhysicalPoint(
-                    [float(c * (n - 1)) for c, n in zip(corner, size, strict=True)]
-                )
-                for corner in np.ndindex(2, 2, 2)
-            ]
-        )
-        lo, hi = corners.min(axis=0), corners.max(axis=0)
-        f = sitk.ResampleImageFilter()
-        f.SetSize(
-            [max(1, round((h - low) / s) + 1) for low, h, s in zip(lo, hi, new_xyz, strict=True)]
-        )
-        f.SetOutputOrigin([float(v) for v in lo])
-        f.SetOutputSpacing(new_xyz)
-        f.SetOutputDirection(np.eye(3).ravel().tolist())
-        return _run_resample(f, image, interp, extrapolate=False)
+    if canonical:
+        relabelled = _closest_canonical_axes(image)
+        if relabelled is not None:
+            direction, origin, extent = relabelled
+            f = sitk.ResampleImageFilter()
+            f.SetSize([max(1, round(e / s) + 1) for e, s in zip(extent, new_xyz, strict=True)])
+            f.SetOutputOrigin([float(v) for v in origin])
+            f.SetOutputSpacing(new_xyz)
+            f.SetOutputDirection([float(v) for v in direction.ravel()])
+            return _run_resample(f, image, interp, extrapolate=True)
     new_size = [max(1, round(n * o / s)) for n, o, s in zip(size, old_xyz, new_xyz, strict=True)]
     if tuple(new_size) == tuple(size) and np.allclose(old_xyz, new_xyz, rtol=0, atol=1e-6):
         return image
@@ -131,6 +123,40 @@ def resample_to_spacing(
     f.SetOutputSpacing(new_xyz)
     f.SetOutputDirection(image.GetDirection())
     return _run_resample(f, image, interp, extrapolate=True)
+
+
+def _closest_canonical_axes(
+    image: sitk.Image,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Relabel the image axes so that array x, y, z run closest to patient L, P, S.
+
+    Only a permutation and flips of the acquisition axes (like nibabel's
+    ``as_closest_canonical``): a sagittal or descending-slice acquisition is put in the axial
+    order the models were trained on, while an oblique tilt is kept (no rotation, no extra
+    interpolation). Returns None when the axes already run that way; else the new direction
+    (3 x 3, columns = axes), the origin (centre of the new voxel 0) and the extent (mm along each
+    new axis between the first and last voxel centres).
+    """
+    d = np.array(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    perm = [int(np.argmax(np.abs(d[row]))) for row in range(3)]
+    if sorted(perm) != [0, 1, 2]:  # no unique axis per patient direction (45-degree tilt)
+        return None
+    signs = np.array([np.sign(d[row, perm[row]]) or 1.0 for row in range(3)])
+    if perm == [0, 1, 2] and bool(np.all(signs > 0)):
+        return None
+    new_dir = d[:, perm] * signs
+    size = image.GetSize()
+    corners = np.array(
+        [
+            image.TransformIndexToPhysicalPoint(
+                [c * (n - 1) for c, n in zip(corner, size, strict=True)]
+            )
+            for corner in np.ndindex(2, 2, 2)
+        ]
+    )
+    coords = corners @ np.linalg.inv(new_dir).T  # coordinates along the new axes
+    lo, hi = coords.min(axis=0), coords.max(axis=0)
+    return new_dir, new_dir @ lo, hi - lo
 
 
 def _run_resample(
