@@ -160,8 +160,8 @@ def demo_plan(
         return DemoPlan(train_specs, val_specs, breast, tumor)
     train_specs = _case_specs(len(presets), first, presets, _AXIAL_GRIDS)
     val_specs = _case_specs(2, first + 500, ["default", "multifocal"], _AXIAL_GRIDS)
-    # Sized for 2 shared CPU cores: batch 1 and a higher learning rate give the most updates
-    # per CPU-second; each stage stops at its wall-clock budget on a busy machine.
+    # Sized for 2 shared CPU cores: small patches and a higher learning rate give the most
+    # updates per CPU-second; each stage stops at its wall-clock budget on a busy machine.
     # Patch 16 x 48 x 48 at 2 mm (a 32 x 96 x 96 mm window): an 8x smaller patch than the seed's
     # gives 8x more updates per CPU-second and an 8x larger tumor share per patch; with the
     # seed's 32 x 96 x 96 voxels the tiny net did not learn within a CPU budget (val Dice 0.18).
