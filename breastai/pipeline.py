@@ -272,14 +272,24 @@ def load_models(settings: Settings) -> LoadedModels:
 
 
 @dataclass
-class _Prepared:
+class _Part:
+    """One volume to segment: the study, or one stack of a split-bilateral study."""
+
     study: Study
-    name: str
+    suffix: str  # "" or "_R" / "_L": appended to every output file name of this part
+    side: str | None  # None, or "right" / "left" for a split-bilateral stack
     breast_input: np.ndarray  # (1, z, y, x)
     breast_grid: sitk.Image
     tumor_input: np.ndarray  # (S, 1, z, y, x)
     time_mask: np.ndarray  # (S,)
     tumor_grid: sitk.Image
+
+
+@dataclass
+class _Prepared:
+    study: Study
+    name: str
+    parts: list[_Part]
     chosen: list[int]
     selection_note: str | None
     timings: dict[str, float]
@@ -312,12 +322,7 @@ def _prepare(
     models: LoadedModels,
     progress: Progress | None = None,
 ) -> _Prepared:
-    from breastai.preprocess import (
-        assemble_slots,
-        choose_phases,
-        resample_to_reference,
-        resample_to_spacing,
-    )
+    from breastai.preprocess import choose_phases
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -343,24 +348,49 @@ def _prepare(
             f"{max(2, tcard.phases_min)} (pre-contrast and first post-contrast). Check the DCE "
             "series choice with `breastai info`."
         )
-    bcard = models.breast.card
-    pre = study.phases[0].image
-    breast_grid = resample_to_spacing(
-        pre, bcard.spacing_zyx, interpolator="linear", canonical=True
+    slots = int(tcard.phase_slots)
+    chosen, note = choose_phases([p.time_s for p in study.phases], min(slots, tcard.phases_max))
+    if note:
+        log.info("%s: %s", name, note)
+    subs = study.split_stacks()
+    sides = study.stack_sides
+    parts = []
+    for k, sub in enumerate(subs):
+        part = _prepare_part(sub, chosen, models)
+        if sides:
+            part.suffix = f"_{sides[k]}"
+            part.side = "right" if sides[k] == "R" else "left"
+        parts.append(part)
+        if progress:
+            progress("preprocess", (k + 1) / len(subs))
+    timings["preprocess"] = time.perf_counter() - t0
+    return _Prepared(
+        study=study,
+        name=name,
+        parts=parts,
+        chosen=chosen,
+        selection_note=note,
+        timings=timings,
     )
+
+
+def _prepare_part(study: Study, chosen: Sequence[int], models: LoadedModels) -> _Part:
+    """Model inputs of one volume: P0 on the breast grid; the chosen phases on the tumor grid."""
+    from breastai.preprocess import (
+        assemble_slots,
+        resample_to_reference,
+        resample_to_spacing,
+    )
+
+    bcard, tcard = models.breast.card, models.tumor.card
+    pre = study.phases[0].image
+    breast_grid = resample_to_spacing(pre, bcard.spacing_zyx, interpolator="linear", canonical=True)
     b_arr = sitk.GetArrayFromImage(breast_grid).astype(np.float32)
     if bcard.normalisation == "seed":
         post_b = resample_to_reference(study.reference.image, breast_grid)
         b_norm = _normalise("seed", [b_arr, sitk.GetArrayFromImage(post_b)])[0]
     else:
         b_norm = _normalise(bcard.normalisation, [b_arr])[0]
-    if progress:
-        progress("preprocess", 0.3)
-
-    slots = int(tcard.phase_slots)
-    chosen, note = choose_phases([p.time_s for p in study.phases], min(slots, tcard.phases_max))
-    if note:
-        log.info("%s: %s", name, note)
     tumor_grid = resample_to_spacing(
         study.reference.image, tcard.spacing_zyx, interpolator="linear", canonical=True
     )
@@ -374,21 +404,16 @@ def _prepare(
         )
         arrays.append(sitk.GetArrayFromImage(on_grid).astype(np.float32))
     normed = _normalise(tcard.normalisation, arrays)
-    stacked, mask = assemble_slots(normed, slots)
-    timings["preprocess"] = time.perf_counter() - t0
-    if progress:
-        progress("preprocess", 1.0)
-    return _Prepared(
+    stacked, mask = assemble_slots(normed, int(tcard.phase_slots))
+    return _Part(
         study=study,
-        name=name,
+        suffix="",
+        side=None,
         breast_input=b_norm[None].astype(np.float32, copy=False),
         breast_grid=breast_grid,
         tumor_input=stacked[:, None],
         time_mask=mask,
         tumor_grid=tumor_grid,
-        chosen=chosen,
-        selection_note=note,
-        timings=timings,
     )
 
 
@@ -417,30 +442,39 @@ class _Computed:
     notes: list[str]
 
 
+def _part_progress(progress: Progress | None, k: int, n: int) -> Progress | None:
+    """Progress of part k of n mapped onto the whole stage (fractions k/n .. (k+1)/n)."""
+    if progress is None or n == 1:
+        return progress
+    return lambda stage, f: progress(stage, (k + f) / n)
+
+
 def _infer(
-    prep: _Prepared, settings: Settings, models: LoadedModels, progress: Progress | None
+    part: _Part,
+    settings: Settings,
+    models: LoadedModels,
+    progress: Progress | None,
+    timings: dict[str, float],
 ) -> _Computed:
+    """Breast and tumor models on one part; stage seconds are added to ``timings``."""
     from breastai.inference import n_windows, sliding_window
     from breastai.postprocess import bounding_box, breast_mask, tumor_mask
     from breastai.preprocess import resample_to_reference
 
-    ref = prep.study.reference.image
+    ref = part.study.reference.image
     notes: list[str] = []
-    if len(prep.study.reference.stacks) > 1:
-        notes.append(
-            "Split-bilateral study kept as separate stacks: only the first stack "
-            f"({prep.study.reference.label or 'stack 1'}) was segmented; run again with "
-            "--dce-series naming the other stack's series to segment the other side."
-        )
-    timings = prep.timings
+    where = f" ({part.side} stack)" if part.side else ""
     windows: dict[str, Any] = {}
+
+    def add_time(stage: str, t0: float) -> None:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
 
     # breast
     t0 = time.perf_counter()
     bm, bcard = models.breast, models.breast.card
     blend_b = settings.blend or bcard.blending
     b_prob = sliding_window(
-        prep.breast_input,
+        part.breast_input,
         bm.session.predictor(),
         bcard.patch_zyx,
         bcard.stride_zyx,
@@ -449,30 +483,32 @@ def _infer(
         threshold=bcard.threshold,
         progress=_stage_progress(progress, "breast"),
     )
-    windows["breast"] = n_windows(prep.breast_input.shape[-3:], bcard.patch_zyx, bcard.stride_zyx)
-    b_native = resample_to_reference(_image_like(b_prob, prep.breast_grid), ref)
-    breast = breast_mask(b_native, bcard.threshold)
-    timings["breast"] = time.perf_counter() - t0
+    windows["breast"] = n_windows(part.breast_input.shape[-3:], bcard.patch_zyx, bcard.stride_zyx)
+    b_native = resample_to_reference(_image_like(b_prob, part.breast_grid), ref)
+    breast = breast_mask(b_native, bcard.threshold, one_breast=part.side is not None)
+    add_time("breast", t0)
 
     # tumor
     t0 = time.perf_counter()
     tm, tcard = models.tumor, models.tumor.card
     blend_t = settings.blend or tcard.blending
-    shape = prep.tumor_input.shape[-3:]
+    shape = part.tumor_input.shape[-3:]
     roi = None
     skip = False
     if settings.use_breast_mask:
-        roi = bounding_box(breast, prep.tumor_grid, margin_mm=settings.roi_margin_mm)
+        roi = bounding_box(breast, part.tumor_grid, margin_mm=settings.roi_margin_mm)
         if roi is None:
             skip = True
-            notes.append("The breast model found no breast tissue: the tumor mask is empty.")
+            notes.append(
+                f"The breast model found no breast tissue{where}: the tumor mask is empty."
+            )
     if skip:
         t_prob = np.zeros(shape, np.float32)
         windows["tumor"] = 0
     else:
         t_prob = sliding_window(
-            prep.tumor_input,
-            tm.session.predictor(time_mask=prep.time_mask),
+            part.tumor_input,
+            tm.session.predictor(time_mask=part.time_mask),
             tcard.patch_zyx,
             tcard.stride_zyx,
             blend=blend_t,
@@ -484,13 +520,13 @@ def _infer(
         windows["tumor"] = n_windows(shape, tcard.patch_zyx, tcard.stride_zyx, roi)
     windows["tumor_full_volume"] = n_windows(shape, tcard.patch_zyx, tcard.stride_zyx)
     windows["tumor_roi_zyx"] = [list(r) for r in roi] if roi is not None else None
-    timings["tumor"] = time.perf_counter() - t0
+    add_time("tumor", t0)
 
     # back to the native grid, threshold, mask, clean
     t0 = time.perf_counter()
     if progress:
         progress("postprocess", 0.0)
-    t_native = resample_to_reference(_image_like(t_prob, prep.tumor_grid), ref)
+    t_native = resample_to_reference(_image_like(t_prob, part.tumor_grid), ref)
     t_native = sitk.Cast(t_native, sitk.sitkFloat32)
     tumor, removed = tumor_mask(
         t_native,
@@ -498,7 +534,7 @@ def _infer(
         breast=breast if settings.use_breast_mask else None,
         min_volume_mm3=settings.min_volume_mm3,
     )
-    timings["postprocess"] = time.perf_counter() - t0
+    add_time("postprocess", t0)
     if progress:
         progress("postprocess", 1.0)
     return _Computed(breast, tumor, t_native, removed, windows, notes)
@@ -579,15 +615,16 @@ def _versions() -> dict[str, str]:
 def _write_outputs(
     tmp: Path,
     prep: _Prepared,
-    comp: _Computed,
+    comps: Sequence[_Computed],
     settings: Settings,
     models: LoadedModels,
     started: float,
     progress: Progress | None,
 ) -> tuple[list[str], dict[str, Any]]:
-    from breastai.report import measure_lesions, write_report
+    from breastai.report import measure_lesions, merge_reports, write_report
 
     study = prep.study
+    parts = prep.parts
     t0 = time.perf_counter()
     files: list[str] = []
 
@@ -595,10 +632,11 @@ def _write_outputs(
         sitk.WriteImage(img, str(tmp / fname), useCompression=True)
         files.append(fname)
 
-    nifti(comp.breast, "breast.nii.gz")
-    nifti(comp.tumor, "tumor.nii.gz")
-    if settings.save_probabilities:
-        nifti(comp.tumor_probability, "tumor_probability.nii.gz")
+    for part, comp in zip(parts, comps, strict=True):
+        nifti(comp.breast, f"breast{part.suffix}.nii.gz")
+        nifti(comp.tumor, f"tumor{part.suffix}.nii.gz")
+        if settings.save_probabilities:
+            nifti(comp.tumor_probability, f"tumor_probability{part.suffix}.nii.gz")
     if progress:
         progress("write", 0.2)
 
@@ -618,14 +656,31 @@ def _write_outputs(
     if settings.write_seg and study.kind == "dicom" and study.reference.source_files:
         from breastai.io.seg import write_seg
 
-        write_seg(tmp / "seg.dcm", study, breast=comp.breast, tumor=comp.tumor, weights=weights)
-        files.append("seg.dcm")
+        for k, (part, comp) in enumerate(zip(parts, comps, strict=True)):
+            fname = f"seg{part.suffix}.dcm"
+            write_seg(
+                tmp / fname,
+                part.study,
+                breast=comp.breast,
+                tumor=comp.tumor,
+                weights=weights,
+                series_number=9901 + k,
+            )
+            files.append(fname)
     if progress:
         progress("write", 0.5)
 
-    report = measure_lesions(
-        comp.tumor, study=study, breast_mask=comp.breast, min_volume_mm3=settings.min_volume_mm3
-    )
+    reports = {
+        part.suffix.lstrip("_"): measure_lesions(
+            comp.tumor,
+            study=part.study,
+            breast_mask=comp.breast,
+            min_volume_mm3=settings.min_volume_mm3,
+            side=part.side,
+        )
+        for part, comp in zip(parts, comps, strict=True)
+    }
+    report = reports[""] if "" in reports else merge_reports(reports)
     rdict = report.to_dict()
     extra = {"study": prep.name, "run": {"device": models.device, "provider": models.provider}}
     for p in write_report(report, tmp, weights=weights, extra=extra):
@@ -636,25 +691,32 @@ def _write_outputs(
     if settings.write_preview:
         from breastai.preview import write_preview
 
-        caption = f"{prep.name}  tumor: {weights['tumor']['name']}" + (" (DEMO)" if demo else "")
-        write_preview(
-            tmp / "preview.png",
-            pre=study.phases[0].image,
-            post=study.reference.image,
-            tumor=comp.tumor,
-            breast=comp.breast,
-            caption=caption,
-        )
-        files.append("preview.png")
+        for part, comp in zip(parts, comps, strict=True):
+            caption = f"{prep.name}{part.suffix}  tumor: {weights['tumor']['name']}" + (
+                " (DEMO)" if demo else ""
+            )
+            write_preview(
+                tmp / f"preview{part.suffix}.png",
+                pre=part.study.phases[0].image,
+                post=part.study.reference.image,
+                tumor=comp.tumor,
+                breast=comp.breast,
+                caption=caption,
+            )
+            files.append(f"preview{part.suffix}.png")
     prep.timings["write"] = time.perf_counter() - t0
     prep.timings["total"] = time.perf_counter() - started
 
-    voxel_ml = float(np.prod(study.reference.image.GetSpacing())) / 1000.0
+    def volume_ml(mask: sitk.Image) -> float:
+        return float(sitk.GetArrayViewFromImage(mask).sum()) * float(
+            np.prod(mask.GetSpacing()) / 1000.0
+        )
+
     summary = {
         "lesion_count": rdict.get("lesion_count"),
         "t_category": rdict.get("t_category"),
-        "tumor_volume_ml": float(sitk.GetArrayViewFromImage(comp.tumor).sum()) * voxel_ml,
-        "breast_volume_ml": float(sitk.GetArrayViewFromImage(comp.breast).sum()) * voxel_ml,
+        "tumor_volume_ml": sum(volume_ml(c.tumor) for c in comps),
+        "breast_volume_ml": sum(volume_ml(c.breast) for c in comps),
     }
     lesions = rdict.get("lesions") or []
     diam = [float(x["longest_diameter_mm"]) for x in lesions if x.get("longest_diameter_mm")]
@@ -680,6 +742,20 @@ def _write_outputs(
             "notices": models.notices(),
         },
         "reference_phase": study.reference_index,
+        "stacks": (
+            None
+            if len(parts) == 1
+            else [
+                {
+                    "side": part.side,
+                    "suffix": part.suffix,
+                    "series_uid": part.study.reference.series_uid,
+                    "size_xyz": list(part.study.reference.image.GetSize()),
+                    "spacing_xyz": list(part.study.reference.image.GetSpacing()),
+                }
+                for part in parts
+            ]
+        ),
         "phases": [
             {
                 "index": p.index,
@@ -692,16 +768,20 @@ def _write_outputs(
             for p in study.phases
         ],
         "phase_selection": prep.selection_note,
-        "time_mask": [float(v) for v in prep.time_mask],
+        "time_mask": [float(v) for v in parts[0].time_mask],
         "reader_decisions": study.decisions.to_dict(),
         "postprocess": {
             "threshold_rule": "probability > threshold",
             "use_breast_mask": settings.use_breast_mask,
             "min_volume_mm3": settings.min_volume_mm3,
-            "small_components_removed": comp.removed,
+            "small_components_removed": sum(c.removed for c in comps),
         },
-        "windows": comp.windows,
-        "notes": comp.notes,
+        "windows": (
+            comps[0].windows
+            if len(parts) == 1
+            else {part.suffix.lstrip("_"): c.windows for part, c in zip(parts, comps, strict=True)}
+        ),
+        "notes": [n for c in comps for n in c.notes],
         "settings": settings.to_dict(),
         "summary": summary,
         "timings_s": {k: round(v, 4) for k, v in prep.timings.items()},
@@ -726,9 +806,19 @@ def _run(
         raise OutputExistsError(
             f"Output folder {str(final)!r} already exists; pass --force to replace it."
         )
-    comp = _infer(prep, settings, models, progress)
+    n = len(prep.parts)
+    comps = [
+        _infer(part, settings, models, _part_progress(progress, k, n), prep.timings)
+        for k, part in enumerate(prep.parts)
+    ]
+    if n > 1:
+        comps[0].notes.insert(
+            0,
+            "Split-bilateral study kept as two stacks that share no grid: each stack was "
+            "segmented on its own grid; output files carry _R / _L.",
+        )
     with _staging(Path(out_dir), prep.name, settings.force) as tmp:
-        files, manifest = _write_outputs(tmp, prep, comp, settings, models, started, progress)
+        files, manifest = _write_outputs(tmp, prep, comps, settings, models, started, progress)
     s = manifest["summary"]
     return SegmentResult(
         name=prep.name,
@@ -744,7 +834,7 @@ def _run(
         device=models.device,
         provider=models.provider,
         demo_weights=manifest["demo_weights"],
-        notices=models.notices() + comp.notes,
+        notices=models.notices() + [note for c in comps for note in c.notes],
         timings_s={k: round(v, 4) for k, v in prep.timings.items()},
     )
 

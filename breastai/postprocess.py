@@ -40,6 +40,7 @@ __all__ = [
     "bounding_box",
     "breast_mask",
     "fill_holes",
+    "largest_component",
     "largest_component_per_side",
     "remove_small_components",
     "tumor_mask",
@@ -114,6 +115,22 @@ def _x_lps(image: sitk.Image, idx_zyx: np.ndarray) -> np.ndarray:
     return x
 
 
+def largest_component(mask: sitk.Image) -> sitk.Image:
+    """Keep the largest 26-connected component (ties: the lowest label).
+
+    Returns
+    -------
+    SimpleITK.Image
+        uint8 0/1 mask with at most one component, same geometry.
+    """
+    arr = _array(mask) > 0
+    labels, n = ndimage.label(arr, structure=_STRUCTURE_26)
+    if n <= 1:
+        return _like(arr.astype(np.uint8), mask)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    return _like((labels == int(np.argmax(sizes)) + 1).astype(np.uint8), mask)
+
+
 def largest_component_per_side(
     mask: sitk.Image, *, min_fraction: float = MIN_SIDE_FRACTION
 ) -> sitk.Image:
@@ -156,10 +173,13 @@ def largest_component_per_side(
     return _like(out, mask)
 
 
-def breast_mask(probability: sitk.Image, threshold: float = 0.5) -> sitk.Image:
+def breast_mask(
+    probability: sitk.Image, threshold: float = 0.5, *, one_breast: bool = False
+) -> sitk.Image:
     """Breast mask from the breast model's probability on the native grid.
 
-    Threshold (``>``), largest component per side of the midline, holes filled.
+    Threshold (``>``), largest component per side of the midline (or the largest component
+    only, with ``one_breast``), holes filled.
 
     Parameters
     ----------
@@ -167,6 +187,8 @@ def breast_mask(probability: sitk.Image, threshold: float = 0.5) -> sitk.Image:
         Breast probability resampled onto the reference phase's grid.
     threshold:
         From the breast model card.
+    one_breast:
+        The volume shows one breast (a split-bilateral stack): keep one component.
 
     Returns
     -------
@@ -174,7 +196,7 @@ def breast_mask(probability: sitk.Image, threshold: float = 0.5) -> sitk.Image:
         uint8 0/1 mask, same geometry as ``probability``.
     """
     binary = binarise(probability, threshold)
-    per_side = largest_component_per_side(binary)
+    per_side = largest_component(binary) if one_breast else largest_component_per_side(binary)
     # fill each side separately so that the gap between the breasts is never filled
     arr = _array(per_side)
     labels, n = ndimage.label(arr, structure=_STRUCTURE_26)

@@ -57,6 +57,7 @@ Conventions (the numbers in every report depend on them; arrays follow the axis 
 # mypy: disable-error-code="no-untyped-call"
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -93,6 +94,7 @@ __all__ = [
     "binary_mask",
     "farthest_pair",
     "measure_lesions",
+    "merge_reports",
     "read_mask",
     "round_diameter_mm",
     "t_category",
@@ -263,6 +265,7 @@ class Lesion:
     touches_image_border: bool
     breast_contact: list[str] | None = None
     kinetics: Kinetics | None = None
+    stack: str | None = None
 
     @property
     def possible_t4(self) -> bool | None:
@@ -288,6 +291,7 @@ class Lesion:
             "breast_contact": self.breast_contact,
             "possible_t4": self.possible_t4,
             "kinetics": None if self.kinetics is None else self.kinetics.to_dict(),
+            "stack": self.stack,
         }
 
 
@@ -300,12 +304,13 @@ class LesionReport:
     min_volume_mm3: float
     spacing_mm: tuple[float, float, float]
     size_xyz: tuple[int, int, int]
-    midline_x_mm: float
+    midline_x_mm: float | None
     midline_rule: str
     dropped_components: int = 0
     label: int | None = None
     source: str | None = None
     warnings: list[str] = field(default_factory=list)
+    stacks: dict[str, dict[str, Any]] | None = None
 
     @property
     def lesion_count(self) -> int:
@@ -359,6 +364,7 @@ class LesionReport:
                 "size_xyz": list(self.size_xyz),
                 "midline_x_mm": _r(self.midline_x_mm, 2),
                 "laterality_rule": self.midline_rule,
+                "stacks": self.stacks,
             },
             "source": self.source,
             "warnings": list(self.warnings),
@@ -404,8 +410,9 @@ class LesionReport:
                     if k is None or k.initial_enhancement_pct is None
                     else f"{k.initial_enhancement_pct:.0f}"
                 )
+                side = les.laterality + (f" ({les.stack} stack)" if les.stack else "")
                 lines.append(
-                    f"| {les.index} | {les.laterality} | {les.longest_diameter_mm:.1f} "
+                    f"| {les.index} | {side} | {les.longest_diameter_mm:.1f} "
                     f"| {round_diameter_mm(les.longest_diameter_mm)} "
                     f"| {les.longest_in_plane_diameter_mm:.1f} [{les.in_plane_slice}] | {ext} "
                     f"| {les.volume_ml:.2f} | {'' if k is None else k.curve_type} | {init} "
@@ -422,6 +429,14 @@ class LesionReport:
             f"{self.midline_rule}.",
             "",
         ]
+        if self.stacks:
+            lines += [
+                "Split-bilateral study: each stack ("
+                + ", ".join(self.stacks)
+                + ") was segmented and measured on its own grid; slice numbers refer to the "
+                "lesion's stack.",
+                "",
+            ]
         if weights:
             lines += ["## Weights", "", "| Model | sha256 | Demo |", "|---|---|---|"]
             for w in _weights_list(weights):
@@ -766,6 +781,7 @@ def measure_lesions(
     breast_mask: sitk.Image | None = None,
     min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3,
     label: int | None = None,
+    side: str | None = None,
 ) -> LesionReport:
     """Find and measure the lesions of a tumor mask.
 
@@ -784,6 +800,9 @@ def measure_lesions(
         Smallest component volume kept as a lesion (mm³, >= 0).
     label:
         Foreground label of a label-map mask.
+    side:
+        ``"right"`` or ``"left"`` when the mask shows one breast only (a split-bilateral
+        stack): every lesion gets this laterality instead of one found from the midline.
 
     Returns
     -------
@@ -799,6 +818,8 @@ def measure_lesions(
     """
     if not math.isfinite(min_volume_mm3) or min_volume_mm3 < 0:
         raise ParameterError(f"min_volume_mm3 must be >= 0; got {min_volume_mm3!r}.")
+    if side not in (None, "right", "left"):
+        raise ParameterError(f"side must be 'right' or 'left'; got {side!r}.")
     warnings: list[str] = []
     fg = binary_mask(mask, label=label)
     origin, spacing, direction = _geometry(mask)
@@ -818,6 +839,8 @@ def measure_lesions(
         found = _breast_midline(breast, aligned)
         if found is not None:
             midline, rule = found
+    if side is not None:
+        rule = f"the mask shows one breast (a split-bilateral stack): every lesion is {side}"
 
     # Label components inside the foreground's bounding box only (fast on large, sparse masks).
     labels_full = np.zeros(size_zyx, dtype=np.int32) if study is not None else None
@@ -872,6 +895,9 @@ def measure_lesions(
         log.info("dropped %d component(s) smaller than %g mm3", dropped, min_volume_mm3)
     if study is not None and lesions and labels_full is not None:
         _add_kinetics(lesions, labels_full, mask, study, warnings)
+    if side is not None:
+        for les in lesions:
+            les.laterality = side
     top = max((les.longest_diameter_mm for les in lesions), default=None)
     return LesionReport(
         lesions=lesions,
@@ -884,6 +910,63 @@ def measure_lesions(
         dropped_components=dropped,
         label=label,
         warnings=warnings,
+    )
+
+
+def merge_reports(parts: Mapping[str, LesionReport]) -> LesionReport:
+    """One report for a split-bilateral study from the reports of its stacks.
+
+    Parameters
+    ----------
+    parts:
+        Stack name (``"R"``, ``"L"``) -> the report measured on that stack's own grid.
+
+    Returns
+    -------
+    LesionReport
+        All lesions, largest volume first and numbered again from 1, each with ``stack`` set
+        (its ``bbox_zyx`` and ``in_plane_slice`` index that stack's grid); the T category from
+        the longest diameter over all stacks; per-stack grids in ``stacks``.
+
+    Raises
+    ------
+    ParameterError
+        Without parts, or when the parts were measured with different minimum volumes.
+    """
+    if not parts:
+        raise ParameterError("merge_reports needs at least one stack report.")
+    reports = list(parts.values())
+    if len({r.min_volume_mm3 for r in reports}) != 1:
+        raise ParameterError("the stack reports were measured with different min_volume_mm3.")
+    lesions = [
+        dataclasses.replace(les, stack=name) for name, r in parts.items() for les in r.lesions
+    ]
+    lesions.sort(key=lambda les: (-les.volume_ml, les.stack or ""))
+    for k, les in enumerate(lesions, start=1):
+        les.index = k
+    top = max((les.longest_diameter_mm for les in lesions), default=None)
+    first = reports[0]
+    return LesionReport(
+        lesions=lesions,
+        t_category=t_category(top, len(lesions)),
+        min_volume_mm3=first.min_volume_mm3,
+        spacing_mm=first.spacing_mm,
+        size_xyz=first.size_xyz,
+        midline_x_mm=None,
+        midline_rule="split-bilateral stacks: each lesion is on its stack's side",
+        dropped_components=sum(r.dropped_components for r in reports),
+        label=first.label,
+        source=first.source,
+        warnings=[f"stack {name}: {w}" for name, r in parts.items() for w in r.warnings],
+        stacks={
+            name: {
+                "spacing_mm": _rl(r.spacing_mm, 4),
+                "size_xyz": list(r.size_xyz),
+                "laterality_rule": r.midline_rule,
+                "lesions": [les.index for les in lesions if les.stack == name],
+            }
+            for name, r in parts.items()
+        },
     )
 
 

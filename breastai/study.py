@@ -23,6 +23,8 @@ from typing import Any
 
 import SimpleITK as sitk
 
+from breastai.errors import InconsistentGeometryError
+
 __all__ = ["DecisionLog", "Phase", "Study"]
 
 
@@ -44,14 +46,17 @@ class Phase:
         SOPInstanceUIDs of the source slices, sorted along the slice normal (empty for NIfTI).
     source_files:
         Source files, in the same order as ``instance_uids`` (the NIfTI file for NIfTI input).
-    stacks:
-        For split-bilateral acquisitions that could not be joined into one grid: the separate
-        stacks (``image`` then holds the first). Empty otherwise.
+    stack_phases:
+        For split-bilateral acquisitions whose two stacks could not be joined into one grid: this
+        phase once per stack, right stack first, each a ``Phase`` with its own image, series,
+        instances and files (``image``, ``series_uid``, ``instance_uids``, ``source_files`` and
+        ``frame_numbers`` of this phase are then the right stack's). Empty otherwise.
     frame_numbers:
         For enhanced multi-frame sources: the 1-based frame numbers of this phase's slices, in
         the same order as ``instance_uids``. Empty for classic (single-frame) sources.
     label:
-        ``""``, ``"bilateral (joined)"`` or ``"split bilateral: R + L"``.
+        ``""``, ``"bilateral (joined)"``, ``"split bilateral: R + L"``, or for one stack of
+        ``stack_phases``: ``"split bilateral: R stack"`` / ``"split bilateral: L stack"``.
     timing:
         Optional timing details from the reader (docs/info-json.md): ``duration_s``,
         ``duration_source``, ``mid_time_s``, ``time_since_injection_s``,
@@ -65,10 +70,15 @@ class Phase:
     series_uid: str | None = None
     instance_uids: tuple[str, ...] = ()
     source_files: tuple[Path, ...] = ()
-    stacks: tuple[sitk.Image, ...] = ()
+    stack_phases: tuple[Phase, ...] = ()
     frame_numbers: tuple[int, ...] = ()
     label: str = ""
     timing: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stacks(self) -> tuple[sitk.Image, ...]:
+        """The volumes of ``stack_phases`` (right stack first); empty for one-volume phases."""
+        return tuple(p.image for p in self.stack_phases)
 
 
 @dataclass
@@ -131,3 +141,41 @@ class Study:
     @property
     def reference(self) -> Phase:
         return self.phases[self.reference_index]
+
+    @property
+    def stack_sides(self) -> tuple[str, ...]:
+        """``("R", "L")`` for a split-bilateral study kept as two stacks; ``()`` otherwise."""
+        n = len(self.reference.stack_phases)
+        return ("R", "L") if n == 2 else ()
+
+    def split_stacks(self) -> list[Study]:
+        """One study per split-bilateral stack (right first), or ``[self]`` for one volume.
+
+        Each returned study has the stack's phases (same indices and times) and is named
+        ``<name>_R`` / ``<name>_L``; everything else (source, UIDs, decisions) is shared.
+        """
+        sides = self.stack_sides
+        if not sides:
+            return [self]
+        out = []
+        for k, side in enumerate(sides):
+            phases = []
+            for p in self.phases:
+                if len(p.stack_phases) != len(sides):
+                    raise InconsistentGeometryError(
+                        f"phase {p.index} has {len(p.stack_phases)} stack(s) where the reference "
+                        f"phase has {len(sides)}; choose one side's series with --dce-series."
+                    )
+                phases.append(p.stack_phases[k])
+            out.append(
+                Study(
+                    phases=phases,
+                    source=self.source,
+                    kind=self.kind,
+                    study_uid=self.study_uid,
+                    name=f"{self.name}_{side}" if self.name else side,
+                    decisions=self.decisions,
+                    series=self.series,
+                )
+            )
+        return out

@@ -119,6 +119,7 @@ def make_study(
     per_file: Callable[[Dataset, int, int], None] | None = None,
     bilateral_gap_mm: float = 60.0,
     photometric: str = "MONOCHROME2",
+    volumes: np.ndarray | None = None,
 ) -> SynthStudy:
     """Write a synthetic DCE study under ``out_dir``; see the module docstring.
 
@@ -126,6 +127,7 @@ def make_study(
     ``pre_post`` (pre-contrast series + one multiphase series), ``enhanced`` (one Enhanced MR
     multi-frame file, TemporalPositionIndex through the dimension index), ``split_bilateral``
     (two series per phase with disjoint lateral ranges; ``orientation`` should be sagittal).
+    ``volumes`` (t, z, y, x) replaces the default random content (every stack gets it).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +140,12 @@ def make_study(
     study_uid = study_uid or _uid(tag, "study", seed)
     for_uid = frame_of_reference_uid or _uid(tag, "for", seed)
     stacks = 2 if layout == "split_bilateral" else 1
-    arrays = np.stack([_volume(k, shape_zyx, seed) for k in range(n_phases)])
+    if volumes is not None:
+        if volumes.shape != (n_phases, *shape_zyx):
+            raise ValueError(f"volumes {volumes.shape} != {(n_phases, *shape_zyx)}")
+        arrays = np.asarray(volumes, np.float32).copy()
+    else:
+        arrays = np.stack([_volume(k, shape_zyx, seed) for k in range(n_phases)])
     if slopes is None:
         slopes = [1.0] * n_phases
     iop = [float(v) for v in (*row, *col)]

@@ -281,3 +281,82 @@ def test_cohort_prefetches_next_study_during_inference(
     assert all(r.ok for r in results)
     t = {(e, n): ts for e, n, ts in events}
     assert t[("prep-start", "case2")] < t[("run-end", "case1")]  # overlapped with study 1
+
+
+def test_split_bilateral_stacks_are_segmented_each_on_its_own_grid(tmp_path: Path) -> None:
+    """Two sagittal stacks per phase that share no grid: both are segmented, nothing is joined."""
+    import pydicom
+    from dicom_factory import make_study
+    from segment_factory import synthetic_phases
+
+    from breastai.io.seg import read_seg
+
+    shape = (12, 28, 36)
+    truth = synthetic_phases(shape, 3)
+    # 1 mm model grids: the sagittal stacks' 0.9 mm in-plane axes run along the model's z
+    models = make_model_pair(tmp_path / "models", spacing_zyx=(1.0, 1.0, 1.0))
+    # one breast per stack, as in a real split-bilateral protocol: drop the second "breast"
+    one = np.zeros(shape, bool)
+    one[:, :, : shape[2] // 2] = True
+    for a in truth["phases"]:
+        a[truth["breast"] & ~one] = 0.0
+    truth["breast"] = truth["breast"] & one
+    synth = make_study(
+        tmp_path / "split",
+        n_phases=3,
+        shape_zyx=shape,
+        spacing_zyx=(2.0, 0.9, 0.9),
+        orientation="sagittal",
+        layout="split_bilateral",
+        bilateral_gap_mm=40.0,
+        volumes=np.stack(truth["phases"]),
+    )
+    res = segment_study(
+        tmp_path / "split", out_dir=tmp_path / "out", settings=_settings(models, tmp_path)
+    )
+    out = res.out_dir
+    assert out is not None
+    per_side = {f"{kind}_{s}.nii.gz" for kind in ("breast", "tumor") for s in "RL"}
+    expected = per_side | {"seg_R.dcm", "seg_L.dcm", "preview_R.png", "preview_L.png"}
+    expected |= {"report.json", "report.md", "manifest.json"}
+    assert {p.name for p in out.iterdir()} == expected == set(res.files)
+
+    series = {  # (side, phase) -> SeriesInstanceUID, from the files the factory wrote
+        ("RL"[st], k): pydicom.dcmread(
+            next((tmp_path / "split").glob(f"*_p{k:02d}_st{st}_z000.dcm")), stop_before_pixels=True
+        ).SeriesInstanceUID
+        for st in (0, 1)
+        for k in range(3)
+    }
+    # stack 0 of the factory is the patient's right (LPS x < 0), stack 1 the left
+    for side, origin in zip("RL", synth.stack_origins, strict=True):
+        breast = sitk.ReadImage(str(out / f"breast_{side}.nii.gz"))
+        tumor = sitk.ReadImage(str(out / f"tumor_{side}.nii.gz"))
+        assert breast.GetSize() == shape[::-1] == tumor.GetSize()
+        np.testing.assert_allclose(breast.GetOrigin(), origin, atol=1e-3)
+        np.testing.assert_allclose(tumor.GetOrigin(), origin, atol=1e-3)
+        np.testing.assert_allclose(
+            np.reshape(tumor.GetDirection(), (3, 3)), synth.direction, atol=1e-6
+        )
+        assert _dice(sitk.GetArrayFromImage(tumor), truth["lesion"]) > 0.85
+        assert _dice(sitk.GetArrayFromImage(breast), truth["breast"]) > 0.9
+        assert not (sitk.GetArrayFromImage(tumor) > 0)[truth["heart"]].any()
+        # the DICOM-SEG of a stack references that stack's instances and holds its masks
+        seg = pydicom.dcmread(out / f"seg_{side}.dcm")
+        refs = {s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence}
+        assert series[(side, 1)] in refs
+        assert refs <= {series[(side, k)] for k in range(3)}
+        back = read_seg(out / f"seg_{side}.dcm", tumor)
+        np.testing.assert_array_equal(
+            sitk.GetArrayFromImage(back["Tumor"]), sitk.GetArrayFromImage(tumor)
+        )
+
+    report = json.loads((out / "report.json").read_text())
+    got = sorted((les["stack"], les["laterality"]) for les in report["lesions"])
+    assert got == [("L", "left"), ("R", "right")]
+    assert report["measurement"]["stacks"].keys() == {"R", "L"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["side"] for s in manifest["stacks"]] == ["right", "left"]
+    assert manifest["windows"].keys() == {"R", "L"}
+    assert any("split-bilateral" in n.lower() for n in manifest["notes"])
+    assert res.lesion_count == 2

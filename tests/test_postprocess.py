@@ -12,6 +12,7 @@ from breastai.postprocess import (
     bounding_box,
     breast_mask,
     fill_holes,
+    largest_component,
     largest_component_per_side,
     remove_small_components,
     tumor_mask,
@@ -158,3 +159,19 @@ def test_tumor_mask_rejects_breast_mask_on_another_grid() -> None:
             tumor_mask(p, 0.5, breast=b, min_volume_mm3=0)
     with pytest.raises(ParameterError, match="threshold"):
         tumor_mask(p, -0.1)
+
+
+def test_one_breast_keeps_only_the_largest_component() -> None:
+    arr = np.zeros((10, 20, 40), np.float32)
+    arr[2:8, 2:18, 2:12] = 1.0  # 960 voxels
+    arr[2:8, 2:18, 28:36] = 1.0  # 768 voxels: kept per side, dropped for one breast
+    arr[4, 4, 20] = 1.0  # a speck
+    img = _img(arr)
+    one = sitk.GetArrayFromImage(breast_mask(img, one_breast=True))
+    np.testing.assert_array_equal(one, (arr > 0) & (np.arange(40) < 12)[None, None, :])
+    both = sitk.GetArrayFromImage(breast_mask(img))
+    assert both.sum() == 960 + 768
+    lc = sitk.GetArrayFromImage(largest_component(_img((arr > 0).astype(np.uint8))))
+    np.testing.assert_array_equal(lc, one)
+    empty = sitk.GetArrayFromImage(largest_component(_img(np.zeros((3, 3, 3), np.uint8))))
+    assert not empty.any()

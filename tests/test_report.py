@@ -17,6 +17,7 @@ from breastai.report import (
     SCHEMA,
     farthest_pair,
     measure_lesions,
+    merge_reports,
     round_diameter_mm,
     t_category,
     write_report,
@@ -191,6 +192,41 @@ def test_t_category_uses_the_longest_lesion_not_the_most_voluminous() -> None:
     assert rep.lesions[1].longest_diameter_mm == pytest.approx(28.0)
     assert rep.t_category == "T2(m)"
     assert rep.to_dict()["largest_lesion_index"] == 2
+
+
+def test_split_bilateral_stacks_merge_into_one_report() -> None:
+    """Two stacks on different grids: lesions keep their stack and side, T from the longest."""
+    right_img, right_pts = _grid((20, 60, 60), origin=(-120.0, -40.0, -30.0))
+    left_img, left_pts = _grid((20, 60, 60), spacing=(0.8, 0.8, 2.5), origin=(60.0, -40.0, -30.0))
+    ball = np.linalg.norm(right_pts - _centre(right_img), axis=-1) <= 6.0  # ~12 mm
+    rod = np.zeros(left_pts.shape[:3], dtype=bool)
+    rod[10, 30, 10:45] = True  # 35 voxels x 0.8 mm = 28 mm, small volume
+    # a mask of one breast: the x > 0 / x < 0 midline would call the "right" ball left
+    right = measure_lesions(_image(ball, right_img), side="left")
+    assert {les.laterality for les in right.lesions} == {"left"}
+    right = measure_lesions(_image(ball, right_img), side="right")
+    left = measure_lesions(_image(rod, left_img), min_volume_mm3=0, side="left")
+    with pytest.raises(ParameterError, match="min_volume_mm3"):
+        merge_reports({"R": right, "L": left})
+    left = measure_lesions(_image(rod, left_img), side="left")
+    assert left.lesion_count == 1  # 35 x 0.8 x 0.8 x 2.5 mm3 = 56 mm3 >= 10
+    merged = merge_reports({"R": right, "L": left})
+    assert [(les.index, les.stack, les.laterality) for les in merged.lesions] == [
+        (1, "R", "right"),
+        (2, "L", "left"),
+    ]
+    assert merged.lesions[1].longest_diameter_mm == pytest.approx(28.0)
+    assert merged.t_category == "T2(m)"  # the 28 mm rod, not the more voluminous ball
+    assert right.lesions[0].index == 1 and right.lesions[0].stack is None  # inputs untouched
+    doc = merged.to_dict()
+    assert doc["measurement"]["stacks"]["L"]["size_xyz"] == [60, 60, 20]
+    assert doc["measurement"]["stacks"]["L"]["lesions"] == [2]
+    assert doc["lesions"][1]["stack"] == "L"
+    assert "(L stack)" in merged.to_markdown()
+    with pytest.raises(ParameterError):
+        merge_reports({})
+    with pytest.raises(ParameterError, match="side"):
+        measure_lesions(_image(ball, right_img), side="R")
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ without guessing raises an :class:`~breastai.errors.InputError` subclass with on
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import itertools
 import logging
 import math
@@ -1120,6 +1121,28 @@ def _bilateral_split(units: Sequence[Unit], n: np.ndarray) -> list[list[Unit]]:
     return sorted(clusters.values(), key=lambda us: min(_positions(us[0].records, n)))
 
 
+def _phase(
+    index: int,
+    image: sitk.Image,
+    time_s: float | None,
+    frames: Sequence[FrameRecord],
+    label: str,
+    timing: dict[str, Any],
+) -> Phase:
+    """A Phase whose sources are ``frames`` (the slices of ``image``, in order)."""
+    return Phase(
+        index=index,
+        image=image,
+        time_s=time_s,
+        series_uid=frames[0].series_uid,
+        instance_uids=tuple(f.sop_uid for f in frames),
+        source_files=tuple(f.path for f in frames),
+        frame_numbers=tuple(f.frame for f in frames) if any(f.frame for f in frames) else (),
+        label=label,
+        timing=dict(timing),
+    )
+
+
 def _lateral_order(
     images: Sequence[sitk.Image], frame_lists: Sequence[Sequence[FrameRecord]]
 ) -> tuple[list[int], str]:
@@ -1442,22 +1465,17 @@ def read_dicom_study(
             else:
                 label = ""
         all_frames = [f for fl in frame_lists for f in fl]
-        own = frame_lists[0]  # the slices of ``image`` (the right stack when split), in order
         t_k = kept_times[new_index]
-        phases.append(
-            Phase(
-                index=new_index,
-                image=images[0],
-                time_s=t_k,
-                series_uid=own[0].series_uid,
-                instance_uids=tuple(f.sop_uid for f in own),
-                source_files=tuple(f.path for f in own),
-                stacks=tuple(images) if len(images) > 1 else (),
-                frame_numbers=tuple(f.frame for f in own) if any(f.frame for f in own) else (),
-                label=label,
-                timing=timings[new_index],
+        timing = timings[new_index]
+        # ``image`` and its sources are the right stack's when split (images[0])
+        phase = _phase(new_index, images[0], t_k, frame_lists[0], label, timing)
+        if len(images) > 1:
+            sides = tuple(
+                _phase(new_index, img, t_k, fl, f"split bilateral: {side} stack", timing)
+                for img, fl, side in zip(images, frame_lists, ("R", "L"), strict=True)
             )
-        )
+            phase = dataclasses.replace(phase, stack_phases=sides)
+        phases.append(phase)
         for f in all_frames:
             role_of.setdefault(f.series_uid, [])
             if new_index not in role_of[f.series_uid]:

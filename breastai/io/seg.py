@@ -229,12 +229,9 @@ def write_seg(
             )
     phase_label = f"phase {ref.index}" + (" (first post-contrast)" if ref.index == 1 else "")
     files = list(ref.source_files)
-    other_stack: list[Path] = []
-    if len(ref.stacks) > 1 and not ref.frame_numbers:
-        # split bilateral kept as stacks: the masks lie on the first stack (ref.image), whose
-        # slices come first in source_files; the other stack's files are further sources
-        n_first = int(ref.image.GetSize()[2])
-        files, other_stack = files[:n_first], files[n_first:]
+    # split bilateral kept as stacks: the masks lie on ref.image (the first stack, whose slices
+    # are ref.source_files); the other stack's files are further sources
+    other_stack = [f for sp in ref.stack_phases[1:] for f in sp.source_files]
     source = _read_headers(files)
     source_uids = {str(ds.SOPInstanceUID) for ds in source}
     further: list[Any] = [
