@@ -28,12 +28,9 @@ import concurrent.futures
 import contextlib
 import json
 import logging
-import os
 import platform
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,13 +40,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from breastai import RESEARCH_NOTICE, __version__
-from breastai.errors import (
-    BreastAIError,
-    InputError,
-    OutputError,
-    OutputExistsError,
-    ParameterError,
-)
+from breastai.errors import BreastAIError, InputError, ParameterError
+from breastai.io.atomic import atomic_dir, check_new_dir
 from breastai.study import Study
 
 __all__ = [
@@ -543,56 +535,6 @@ def _infer(
 # ------------------------------------------------------------------------------------ writing
 
 
-def _default_permissions(folder: Path) -> None:
-    """mkdtemp/mkstemp create private (0700/0600) entries; give them the usual umask modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-    for f in folder.iterdir():
-        if f.is_file():
-            os.chmod(f, 0o666 & ~umask)
-
-
-@contextlib.contextmanager
-def _staging(out_dir: Path, name: str, force: bool) -> Iterator[Path]:
-    """A temp folder beside OUT/<name>; renamed into place on success, removed on any error."""
-    final = out_dir / name
-    if final.exists() and not force:
-        raise OutputExistsError(
-            f"Output folder {str(final)!r} already exists; pass --force to replace it."
-        )
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir))
-    except OSError as exc:
-        raise OutputError(
-            f"Cannot write into {str(out_dir)!r}: {exc.strerror or exc}; choose another -o folder."
-        ) from exc
-    try:
-        yield tmp
-        _default_permissions(tmp)
-        old = None
-        if final.exists():
-            if not force:
-                raise OutputExistsError(
-                    f"Output folder {str(final)!r} appeared meanwhile; pass --force to replace it."
-                )
-            old = out_dir / f".{name}.{os.getpid()}.old"
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(
-            f"Could not write the outputs of {name!r} into {str(out_dir)!r}: "
-            f"{exc.strerror or exc} (nothing was left behind)."
-        ) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -802,10 +744,7 @@ def _run(
     progress: Progress | None,
 ) -> SegmentResult:
     final = Path(out_dir) / prep.name
-    if final.exists() and not settings.force:  # fail before spending minutes on inference
-        raise OutputExistsError(
-            f"Output folder {str(final)!r} already exists; pass --force to replace it."
-        )
+    check_new_dir(final, force=settings.force)  # fail before minutes of inference
     n = len(prep.parts)
     comps = [
         _infer(part, settings, models, _part_progress(progress, k, n), prep.timings)
@@ -817,7 +756,7 @@ def _run(
             "Split-bilateral study kept as two stacks that share no grid: each stack was "
             "segmented on its own grid; output files carry _R / _L.",
         )
-    with _staging(Path(out_dir), prep.name, settings.force) as tmp:
+    with atomic_dir(final, force=settings.force) as tmp:
         files, manifest = _write_outputs(tmp, prep, comps, settings, models, started, progress)
     s = manifest["summary"]
     return SegmentResult(
@@ -876,10 +815,7 @@ def segment_study(
     started = time.perf_counter()
     name = _study_name(study_or_path)
     final = Path(out_dir) / name
-    if final.exists() and not settings.force:
-        raise OutputExistsError(
-            f"Output folder {str(final)!r} already exists; pass --force to replace it."
-        )
+    check_new_dir(final, force=settings.force)
     models = models or load_models(settings)
     prep = _prepare(study_or_path, settings, models, progress)
     return _run(prep, Path(out_dir), settings, models, started, progress)
@@ -957,10 +893,7 @@ def segment_studies(
     def prep_one(i: int) -> tuple[_Prepared, float]:
         started = time.perf_counter()
         final = Path(out_dir) / names[i]
-        if final.exists() and not settings.force:
-            raise OutputExistsError(
-                f"Output folder {str(final)!r} already exists; pass --force to replace it."
-            )
+        check_new_dir(final, force=settings.force)
         cb = (lambda st, f: progress(i, st, f)) if progress else None
         p = _prepare(items[i], settings, models, cb)
         p.name = names[i]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from breastai.errors import OutputError, OutputExistsError
-from breastai.io.atomic import atomic_file
+from breastai.io.atomic import atomic_dir, atomic_file
 
 
 def test_written_in_place_and_no_temp_left(tmp_path: Path) -> None:
@@ -47,3 +47,70 @@ def test_unwritable_folder_is_an_output_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(OutputError, match="Cannot write into"), atomic_file(blocker / "r.json"):
         pytest.fail("must not get here")
+
+
+def test_atomic_dir_new_empty_and_existing_targets(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "study"  # missing parents are created
+    with atomic_dir(target) as tmp:
+        assert tmp.parent == target.parent and not target.exists()
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "a.txt").write_text("a")
+    assert (target / "sub" / "a.txt").read_text() == "a"
+    assert [p.name for p in target.parent.iterdir()] == ["study"]  # no temporary left
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with atomic_dir(empty) as tmp:  # an empty folder counts as new
+        (tmp / "b.txt").write_text("b")
+    assert (empty / "b.txt").read_text() == "b"
+    with pytest.raises(OutputExistsError, match="--force"), atomic_dir(target):
+        pytest.fail("must not get here")
+    with (
+        pytest.raises(OutputExistsError, match="remove it first"),
+        atomic_dir(target, force_hint=False),
+    ):
+        pytest.fail("must not get here")
+    with atomic_dir(target, force=True) as tmp:
+        assert (target / "sub" / "a.txt").exists()  # the old folder stays until the new is done
+        (tmp / "c.txt").write_text("c")
+    assert sorted(p.name for p in target.iterdir()) == ["c.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep", "empty"]
+
+
+def test_atomic_dir_failure_keeps_the_old_folder(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "mine.txt").write_text("keep")
+    with pytest.raises(OutputError, match="No space left"), atomic_dir(target, force=True) as tmp:
+        (tmp / "half.nii.gz").write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(KeyError), atomic_dir(target, force=True):
+        raise KeyError("bug")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert [p.name for p in target.iterdir()] == ["mine.txt"]
+
+
+def test_atomic_dir_refuses_a_folder_that_appeared_meanwhile(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    with pytest.raises(OutputExistsError), atomic_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+        target.mkdir()
+        (target / "theirs.txt").write_text("theirs")
+    assert [p.name for p in target.iterdir()] == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_atomic_dir_gives_umask_modes(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "sub").mkdir()
+            (tmp / "sub" / "f.txt").write_text("x")
+    finally:
+        os.umask(old)
+    out = tmp_path / "out"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755  # mkdtemp alone would give 0700
+    assert stat.S_IMODE((out / "sub").stat().st_mode) == 0o755
+    assert stat.S_IMODE((out / "sub" / "f.txt").stat().st_mode) == 0o644

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
-from breastai.errors import OutputError, OutputExistsError
+from breastai.errors import OutputError
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
     from breastai.phantom.generator import PhantomCase
 
-__all__ = ["atomic_dir", "atomic_write_image", "check_empty_target", "dn_scale", "to_dn"]
+__all__ = ["atomic_write_image", "dn_scale", "to_dn"]
 
 DN_PEAK = 3500.0
 
@@ -37,42 +33,6 @@ def to_dn(volume: NDArray[np.float32], scale: float) -> NDArray[np.uint16]:
     np.rint(out, out=out)
     np.clip(out, 0, 4095, out=out)
     return out.astype(np.uint16)
-
-
-def check_empty_target(out_dir: Path) -> None:
-    """Raise OutputExistsError when ``out_dir`` exists and is not an empty folder."""
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise OutputExistsError(
-            f"output folder {str(out_dir)!r} already exists and is not empty; expected a new or "
-            "empty folder: choose another path or remove it first."
-        )
-
-
-@contextlib.contextmanager
-def atomic_dir(out_dir: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out_dir``; rename it to ``out_dir`` on success.
-
-    ``out_dir`` must not exist or be an empty folder. On failure the temporary folder is removed,
-    so nothing half-written is left behind.
-    """
-    out_dir = Path(out_dir)
-    check_empty_target(out_dir)
-    parent = out_dir.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
-    except OSError as exc:
-        raise OutputError(
-            f"cannot create a folder in {str(parent)!r} ({exc.strerror}); choose a writable path."
-        ) from None
-    try:
-        yield tmp
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked above)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def atomic_write_image(image: sitk.Image, path: Path, *, compression_level: int = 1) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from breastai import RESEARCH_NOTICE
 from breastai.errors import ParameterError
-from breastai.phantom._util import atomic_dir, check_empty_target
+from breastai.io.atomic import atomic_dir, check_new_dir
 from breastai.phantom.dicom import LAYOUTS, write_dicom_study
 from breastai.phantom.generator import ORIENTATIONS, generate_case
 from breastai.phantom.nifti import write_truth
@@ -75,13 +75,13 @@ def make_demo_study(
     if seed < 0:
         raise ParameterError(f"seed must be >= 0; got {seed}.")
     out_dir = Path(out_dir)
-    check_empty_target(out_dir)
+    check_new_dir(out_dir, force_hint=False)
     grid: dict[str, Any] = {}
     if orientation == "sagittal" and layout == "split-bilateral":
         # both breasts in the field of view: 176 sagittal slices of 2 mm
         grid = {"shape_zyx": (176, 256, 256), "spacing_zyx": (2.0, 1.3, 1.3)}
     case = generate_case(seed, preset=preset, orientation=orientation, **grid)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, force_hint=False) as tmp:
         write_dicom_study(case, tmp / "dicom", layout=layout, decoys=decoys, seed=seed)
         write_truth(case, tmp / "truth")
         (tmp / "README.txt").write_text(

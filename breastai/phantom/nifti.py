@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from breastai.errors import OutputError, ParameterError
-from breastai.phantom._util import atomic_dir, atomic_write_image, dn_scale, to_dn
+from breastai.io.atomic import atomic_dir
+from breastai.phantom._util import atomic_write_image, dn_scale, to_dn
 
 if TYPE_CHECKING:
     from breastai.phantom.generator import PhantomCase
@@ -174,7 +175,7 @@ def write_training_case(case: PhantomCase, out_dir: Path, *, case_name: str | No
     if not name or "/" in name or "\\" in name or name in (".", ".."):
         raise ParameterError(f"case_name must be a plain folder name; got {name!r}.")
     target = root / name
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, force_hint=False) as tmp:
         write_nifti_phases(case, tmp, naming="seed")
         write_truth(case, tmp)
     return target
