@@ -190,3 +190,7 @@ def test_phantom_layouts_round_trip(layout: str, tmp_path: Path) -> None:
     )
     ds = pydicom.dcmread(p)
     assert RESEARCH_NOTICE in ds.SeriesDescription
+    if shutil.which("dciodvfy"):  # the phantom's patient module must not make the SEG invalid
+        res = subprocess.run(["dciodvfy", str(p)], capture_output=True, text=True, check=False)
+        out = res.stdout + res.stderr
+        assert [line for line in out.splitlines() if line.startswith("Error")] == [], out

@@ -201,6 +201,7 @@ class _Writer:
         ds.PatientSex = "F"
         ds.PatientAge = "056Y"
         ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = "synthetic phantom (breastai): never held patient data"
         ds.BodyPartExamined = "BREAST"
         ds.StudyInstanceUID = self.study_uid
         ds.StudyID = "1"
