@@ -244,9 +244,20 @@ def speed(work: Path, n: int, threads: int, args: argparse.Namespace) -> list[st
 
 
 def seed_size(
-    work: Path, threads: int, breast: str | None = None, *, full: bool = False
+    work: Path,
+    threads: int,
+    breast: str | None = None,
+    *,
+    full: bool = False,
+    reuse: bool = False,
+    tumor_ckpt: str | None = None,
+    n_cases: int = 6,
 ) -> list[str]:
     import hashlib
+
+    if reuse:  # per-window vs encoder-feature reuse (+ a small trained network if given)
+        case = _make_demo(work, 0, layout="ge", preset="default", orientation="axial")
+        return _seed_size_reuse(work, case, threads, tumor_ckpt, n_cases)
 
     import torch
 
@@ -340,6 +351,420 @@ def _seed_size_estimate(case: Path, onnx_path: Path, threads: int) -> list[str]:
     for k, n in counts.items():
         lines.append(f"| {k} | {n} | {n * per:.0f} |")
     lines += ["", "Goal <= 90 s per case on 2 cores (the tumor model is > 95 % of a case)."]
+    return lines
+
+
+def _hwm_mb() -> float:
+    """Peak RSS of this process since exec (VmHWM; ru_maxrss of a child started by a large
+    parent also counts the parent's pages at fork time)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return _rss_mb()
+
+
+def _feature_inputs(case: Path, spacing: tuple[float, float, float], folder: Path) -> Path:
+    """Tumor-model input of a demo study on the model grid (as the pipeline prepares it), its
+    time mask, the breast box (true breast mask + 8 mm) and the true tumor, saved to one .npz."""
+    out = folder / f"inputs-{case.name}-{spacing[0]:g}mm.npz"
+    if out.exists():
+        return out
+    import SimpleITK as sitk
+
+    from breastai.io import load_study
+    from breastai.postprocess import bounding_box
+    from breastai.preprocess import (
+        assemble_slots,
+        normalise_seed,
+        resample_to_reference,
+        resample_to_spacing,
+    )
+
+    study = load_study(case / "dicom")
+    grid = resample_to_spacing(
+        study.reference.image, spacing, interpolator="linear", canonical=True
+    )
+    arrays = [
+        sitk.GetArrayFromImage(resample_to_reference(p.image, grid)).astype(np.float32)
+        for p in study.phases[:6]
+    ]
+    stacked, mask = assemble_slots(normalise_seed(arrays), 6)
+    truth = sitk.ReadImage(str(case / "truth" / "breast.nii.gz"))
+    box = bounding_box(truth, grid, margin_mm=8.0)
+    tumor = resample_to_reference(
+        sitk.ReadImage(str(case / "truth" / "tumor.nii.gz")), grid, interpolator="nearest",
+        extrapolate=False,
+    )  # fmt: skip
+    np.savez(
+        out,
+        volume=stacked.reshape(6, 1, *stacked.shape[-3:]).astype(np.float32),
+        time_mask=mask.astype(np.float32),
+        box=np.asarray(box, dtype=np.int64),
+        tumor=sitk.GetArrayFromImage(tumor) > 0,
+    )
+    return out
+
+
+def _replaying(outputs: list[np.ndarray]) -> Any:
+    it = iter(outputs)
+    return lambda *_: next(it)
+
+
+def child_window(
+    inputs: str, onnx: str, patch: list[int], stride: list[int], threads: int, out: str
+) -> dict[str, Any]:
+    """Per-window reference: the full network on every window (sliding_window, vote)."""
+    from breastai.inference import OnnxModel, n_windows, sliding_window
+
+    data = dict(np.load(inputs))
+    roi = [tuple(int(v) for v in r) for r in data["box"]]
+    model = OnnxModel(Path(onnx), device="cpu", threads=threads)
+    predict = model.predictor(time_mask=data["time_mask"])
+    cache: list[np.ndarray] = []
+
+    def recording(batch: np.ndarray) -> np.ndarray:
+        cache.append(predict(batch))
+        return cache[-1]
+
+    t0 = time.perf_counter()
+    vote = sliding_window(data["volume"], recording, patch, stride, blend="vote", roi=roi)
+    seconds = time.perf_counter() - t0
+    rss = _hwm_mb()
+    mean = sliding_window(data["volume"], _replaying(cache), patch, stride, blend="mean", roi=roi)
+    np.savez(out, vote=vote, mean=mean)
+    n = n_windows(data["volume"].shape[-3:], patch, stride, roi)
+    return {"seconds": seconds, "windows": n, "peak_rss_mb": rss}
+
+
+def child_features(
+    inputs: str,
+    encoder: str,
+    head: str,
+    patch: list[int],
+    stride: list[int],
+    threads: int,
+    out: str,
+    max_block_voxels: int | None = None,
+) -> dict[str, Any]:
+    """Encoder-feature reuse: encoder once per phase over the tiled region, head per window."""
+    from breastai.inference import (
+        ENCODER_BLOCK_VOXELS,
+        OnnxModel,
+        feature_grid,
+        feature_predictors,
+        sliding_window_features,
+    )
+
+    data = dict(np.load(inputs))
+    roi = [tuple(int(v) for v in r) for r in data["box"]]
+    encode, run_head = feature_predictors(
+        OnnxModel(Path(encoder), device="cpu", threads=threads, cpu_mem_arena=False),
+        OnnxModel(Path(head), device="cpu", threads=threads),
+    )
+    spent = {"encoder": 0.0, "head": 0.0}
+    cache: list[np.ndarray] = []
+
+    def timed_encode(pair: np.ndarray, with_skips: bool) -> Any:
+        t = time.perf_counter()
+        res = encode(pair, with_skips)
+        spent["encoder"] += time.perf_counter() - t
+        return res
+
+    def timed_head(feed: Any) -> np.ndarray:
+        t = time.perf_counter()
+        cache.append(run_head(feed))
+        spent["head"] += time.perf_counter() - t
+        return cache[-1]
+
+    blocks = max_block_voxels or ENCODER_BLOCK_VOXELS
+    kw = {"roi": roi, "max_block_voxels": blocks}
+    t0 = time.perf_counter()
+    vote = sliding_window_features(
+        data["volume"], data["time_mask"], timed_encode, timed_head, patch, stride,
+        blend="vote", **kw,
+    )  # fmt: skip
+    seconds = time.perf_counter() - t0
+    rss = _hwm_mb()
+    mean = sliding_window_features(
+        data["volume"], data["time_mask"], encode, _replaying(cache), patch, stride,
+        blend="mean", **kw,
+    )  # fmt: skip
+    np.savez(out, vote=vote, mean=mean)
+    grid = feature_grid(data["volume"].shape[-3:], patch, stride, roi)
+    return {
+        "seconds": seconds,
+        "encoder_s": spent["encoder"],
+        "head_s": spent["head"],
+        "windows": grid.n_windows,
+        "tiled_zyx": list(grid.shape),
+        "stride": list(grid.stride_zyx),
+        "block_voxels": blocks,
+        "peak_rss_mb": rss,
+    }
+
+
+def child_costs(
+    inputs: str, onnx: str, encoder: str, head: str, threads: int, rounds: int = 5
+) -> dict[str, Any]:
+    """Interleaved timing in one process (load drift cancels): the full network on one window,
+    the head on one window, and the encoder on one phase over the whole tiled region."""
+    from breastai.inference import OnnxModel, feature_grid, feature_predictors
+
+    data = dict(np.load(inputs))
+    vol, tm = data["volume"], data["time_mask"]
+    roi = [tuple(int(v) for v in r) for r in data["box"]]
+    full = OnnxModel(Path(onnx), device="cpu", threads=threads)
+    encode, run_head = feature_predictors(
+        OnnxModel(Path(encoder), device="cpu", threads=threads, cpu_mem_arena=False),
+        OnnxModel(Path(head), device="cpu", threads=threads),
+    )
+    predict = full.predictor(time_mask=tm)
+    window = np.ascontiguousarray(vol[None, :, :, :32, :96, :96])
+    pair = np.concatenate([window[:, 2], window[:, 2] - window[:, 0]], axis=1)
+    feats = encode(pair, True)
+    bridges = np.repeat(feats["bridge"][:, None], vol.shape[0], axis=1)
+    feed = {"bridges": bridges, **{f"skip{k}": feats[f"skip{k}"] for k in range(1, 5)}}
+    feed["time_mask"] = tm[None]
+    g = feature_grid(vol.shape[-3:], (32, 96, 96), (16, 48, 48), roi)
+    (z0, z1), (y0, y1), (x0, x1) = g.extent
+    region = vol[:, 0, max(0, z0) : z1, max(0, y0) : y1, max(0, x0) : x1]
+    big = np.zeros((1, 2, *g.shape), np.float32)
+    big[0, 0, : region.shape[1], : region.shape[2], : region.shape[3]] = region[2]
+    big[0, 1, : region.shape[1], : region.shape[2], : region.shape[3]] = region[2] - region[0]
+    predict(window)
+    run_head(feed)
+    t: dict[str, list[float]] = {"full": [], "head": [], "encoder": []}
+    for r in range(rounds):
+        for name, fn in (("full", lambda: predict(window)), ("head", lambda: run_head(feed))):
+            t0 = time.perf_counter()
+            fn()
+            t[name].append(time.perf_counter() - t0)
+        if r < 2:
+            t0 = time.perf_counter()
+            encode(big, r == 0)
+            t["encoder"].append(time.perf_counter() - t0)
+    med = {k: float(np.median(v)) for k, v in t.items()}
+    return {
+        **med,
+        "windows": g.n_windows,
+        "tiled_zyx": list(g.shape),
+        "encoded_phases": int((tm != 0).sum()),
+    }
+
+
+def _agreement(ref: Path, got: Path, inputs: Path) -> dict[str, float]:
+    """max |p| difference, flips at 0.5 and Dice, inside the breast box; + Dice vs true tumor."""
+    box = np.load(inputs)["box"]
+    sl = tuple(slice(int(a), int(b)) for a, b in box)
+    tumor = np.load(inputs)["tumor"][sl]
+    a, b = np.load(ref), np.load(got)
+    res: dict[str, float] = {}
+    for blend, cut in (("mean", lambda p: p >= 0.5), ("vote", lambda p: p > 0.5)):
+        pa, pb = a[blend][sl], b[blend][sl]
+        ma, mb = cut(pa), cut(pb)
+        res[f"{blend}_max_diff"] = float(np.abs(pa - pb).max())
+        res[f"{blend}_mean_diff"] = float(np.abs(pa - pb).mean())
+        res[f"{blend}_flipped"] = float((ma != mb).mean())
+        res[f"{blend}_dice"] = _dice(ma, mb)
+        res[f"{blend}_fg_ref"] = float(ma.mean())
+        res[f"{blend}_fg_got"] = float(mb.mean())
+        res[f"{blend}_truth_dice_ref"] = _dice(ma, tumor)
+        res[f"{blend}_truth_dice_got"] = _dice(mb, tumor)
+    return res
+
+
+def _export_pair(net: Any, folder: Path, stem: str) -> tuple[Path, Path, Path]:
+    from breastai.training.export import export_feature_onnx, export_onnx
+
+    full = folder / f"{stem}.onnx"
+    enc, head = folder / f"{stem}.encoder.onnx", folder / f"{stem}.head.onnx"
+    if not full.exists():
+        export_onnx(net, full, force=True, verify=False)
+    if not (enc.exists() and head.exists()):
+        export_feature_onnx(net, enc, head, force=True, verify=False)
+    return full, enc, head
+
+
+def _seed_size_reuse(
+    work: Path, case: Path, threads: int, tumor_ckpt: str | None = None, n_cases: int = 6
+) -> list[str]:
+    """Per-window vs encoder-feature reuse, same run, each in its own process (peak RSS); then,
+    with a trained checkpoint, agreement and Dice against the phantom truth on ``n_cases``."""
+    import torch
+
+    from breastai.training.networks import SeedTumorConfig, SeedTumorNet
+
+    folder = work / "seed-size"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    seed = SeedTumorNet(SeedTumorConfig()).eval()
+    full, enc, head = _export_pair(seed, folder, "seed-random")
+    del seed
+    patch, stride = [32, 96, 96], [16, 48, 48]
+    inputs = _feature_inputs(case, (1.0, 1.0, 1.0), folder)
+    common = {"inputs": str(inputs), "patch": patch, "stride": stride, "threads": threads}
+    r_win, r_feat = folder / "seed-window.npz", folder / "seed-features.npz"
+    win = _child("window", {**common, "onnx": str(full), "out": str(r_win)})
+    feat = _child(
+        "features", {**common, "encoder": str(enc), "head": str(head), "out": str(r_feat)}
+    )
+    ag = _agreement(r_win, r_feat, inputs)
+    costs = _child(
+        "costs",
+        {"inputs": str(inputs), "onnx": str(full), "encoder": str(enc), "head": str(head),
+         "threads": threads},
+    )  # fmt: skip
+    print(json.dumps({"window": win, "features": feat, "agreement": ag, "costs": costs}))
+    n_win, n_enc = costs["windows"], costs["encoded_phases"]
+    per_window_model = n_win * costs["full"]
+    reuse_model = n_enc * costs["encoder"] + n_win * costs["head"]
+    ratio_model = per_window_model / reuse_model
+    nthreads = threads or os.cpu_count()
+    lines = [
+        "Seed-size tumor network (176 M parameters, random weights, 32x96x96 at 1 mm, stride "
+        f"16x48x48, vote), CPU ONNX Runtime, {nthreads} threads, batch 1, one demo study "
+        f"({case.name}), windows over the breast box (true breast mask + 8 mm; tiled region "
+        f"{'x'.join(map(str, feat['tiled_zyx']))}, one encoder block); per-window "
+        "(`sliding_window`, full network per window) and encoder-feature reuse "
+        "(`sliding_window_features`) each in its own process, same run:",
+        "",
+        "| mode | windows | s per case | of which encoder / head | s per window | peak RSS MB |",
+        "|---|---|---|---|---|---|",
+        f"| per-window | {win['windows']} | {win['seconds']:.1f} | - | "
+        f"{win['seconds'] / win['windows']:.2f} | {win['peak_rss_mb']:.0f} |",
+        f"| feature reuse | {feat['windows']} | {feat['seconds']:.1f} | {feat['encoder_s']:.1f} "
+        f"/ {feat['head_s']:.1f} | {feat['head_s'] / feat['windows']:.2f} (head) | "
+        f"{feat['peak_rss_mb']:.0f} |",
+        f"| **ratio** | | **{win['seconds'] / feat['seconds']:.2f}x faster** | | | "
+        f"{feat['peak_rss_mb'] / win['peak_rss_mb']:.2f}x |",
+        "",
+        "The two processes ran minutes apart on a shared machine, so their ratio carries the "
+        "load drift. Interleaved in one process (median of 5 rounds, encoder of 2): full "
+        f"network {costs['full']:.2f} s per window, head {costs['head']:.2f} s per window, "
+        f"encoder {costs['encoder']:.2f} s per phase over the tiled region: per-window "
+        f"{n_win} x {costs['full']:.2f} = {per_window_model:.0f} s vs reuse {n_enc} x "
+        f"{costs['encoder']:.2f} + {n_win} x {costs['head']:.2f} = {reuse_model:.0f} s, "
+        f"**{ratio_model:.2f}x**; at the idle 1.74 s per window of performance-notes.md "
+        f"({n_win * 1.74:.0f} s per window-wise case) that is "
+        f"**{n_win * 1.74 / ratio_model:.0f} s per case** (goal <= 90 s).",
+        "",
+        "Agreement inside the breast box (random weights: nearly everything is foreground, so "
+        "these say little about a trained model): max |p diff| "
+        f"{ag['mean_max_diff']:.3g} (window outputs averaged: 'mean'), mean |p diff| "
+        f"{ag['mean_mean_diff']:.2g}; flipped at 0.5: {100 * ag['mean_flipped']:.2f} % (mean) / "
+        f"{100 * ag['vote_flipped']:.2f} % (vote); Dice between the masks "
+        f"{ag['mean_dice']:.4f} (mean) / {ag['vote_dice']:.4f} (vote); foreground "
+        f"{100 * ag['vote_fg_ref']:.1f} % / {100 * ag['vote_fg_got']:.1f} % of the box.",
+    ]
+    if tumor_ckpt:
+        lines += ["", *_reuse_trained_cases(work, Path(tumor_ckpt), threads, n_cases)]
+    return lines
+
+
+def _reuse_trained_cases(work: Path, ckpt: Path, threads: int, n: int) -> list[str]:
+    """A small trained tumor network on n phantom studies: per-window (pipeline placement and
+    the same 16-aligned windows as reuse) vs reuse; Dice against the true tumor."""
+    from breastai.inference import (
+        OnnxModel,
+        _region,
+        feature_grid,
+        feature_predictors,
+        sliding_window,
+        sliding_window_features,
+    )
+    from breastai.phantom import PRESETS
+    from breastai.training.export import load_trained_network
+
+    folder = work / "seed-size"
+    net, opts = load_trained_network(ckpt)
+    full, enc, head = _export_pair(net, folder, "trained-small")
+    sp = tuple(float(v) for v in opts.spacing_zyx)
+    patch = tuple(int(v) for v in opts.patch_zyx)
+    card = tuple(int(v) for v in opts.stride_zyx)
+    stride = tuple(max(16, v // 16 * 16) for v in card)
+    m_full = OnnxModel(full, device="cpu", threads=threads)
+    encode, run_head = feature_predictors(
+        OnnxModel(enc, device="cpu", threads=threads, cpu_mem_arena=False),
+        OnnxModel(head, device="cpu", threads=threads),
+    )
+    presets = [p for p in PRESETS if p != "default"]
+    lines = [
+        f"Small trained tumor network ({ckpt.parent.name}/{ckpt.name}: seed architecture, "
+        f"{dict(opts.network)}, {'x'.join(map(str, patch))} at {sp[0]:g} mm), vote blending, "
+        f"{n} held-out phantom studies (seeds {HELD_OUT_SEED}+i), breast box from the true "
+        f"breast mask. Stride {stride} (the card's {card} rounded down to multiples of 16) for "
+        "every mode; 'per-window' = `sliding_window` as the pipeline runs it (last window flush "
+        "with the crop), 'aligned' = per-window on exactly the windows reuse uses:",
+        "",
+        "| case | truth ml | Dice vs truth: per-window / aligned / reuse | reuse vs aligned: "
+        "Dice, flipped % of box, max abs p diff (mean) | s: per-window / reuse |",
+        "|---|---|---|---|---|",
+    ]
+    agg = []
+    for i in range(n):
+        preset = "default" if i == 0 else presets[(i - 1) % len(presets)]
+        try:
+            case = _make_demo(work, i, layout="ge", preset=preset, orientation="axial")
+        except Exception as exc:  # a preset the generator refuses with these options
+            lines.append(f"| {i} {preset} | generator failed: {exc} | | | |")
+            continue
+        d = dict(np.load(_feature_inputs(case, (sp[0], sp[1], sp[2]), folder)))
+        vol, tm, tumor = d["volume"], d["time_mask"], d["tumor"]
+        box = [(int(a), int(b)) for a, b in d["box"]]
+        sl = tuple(slice(a, b) for a, b in box)
+        pred = m_full.predictor(time_mask=tm)
+        t0 = time.perf_counter()
+        p_win = sliding_window(vol, pred, patch, stride, blend="vote", roi=box)
+        t1 = time.perf_counter()
+        res = {}
+        for blend in ("vote", "mean"):
+            res[blend] = sliding_window_features(
+                vol, tm, encode, run_head, patch, stride, blend=blend, roi=box
+            )
+            if blend == "vote":
+                t2 = time.perf_counter()
+        g = feature_grid(vol.shape[-3:], patch, stride, box)
+        lo, hi = [a for a, _ in g.extent], [b for _, b in g.extent]
+        sub = _region(vol, lo, hi)
+        aligned = {}
+        for blend in ("vote", "mean"):
+            full_out = np.zeros(vol.shape[-3:], np.float32)
+            out_sub = sliding_window(sub, pred, patch, stride, blend=blend)
+            src = tuple(
+                slice(max(0, -a), max(0, -a) + min(n_, b) - max(0, a))
+                for a, b, n_ in zip(lo, hi, vol.shape[-3:], strict=True)
+            )
+            dst = tuple(
+                slice(max(0, a), min(n_, b))
+                for a, b, n_ in zip(lo, hi, vol.shape[-3:], strict=True)
+            )
+            full_out[dst] = out_sub[src]
+            aligned[blend] = full_out
+        t_mask = tumor[sl]
+        w_mask = p_win[sl] > 0.5
+        a_mask, r_mask = aligned["vote"][sl] > 0.5, res["vote"][sl] > 0.5
+        row = (
+            _dice(w_mask, t_mask),
+            _dice(a_mask, t_mask),
+            _dice(r_mask, t_mask),
+            _dice(a_mask, r_mask),
+            float((a_mask != r_mask).mean()),
+            float(np.abs(aligned["mean"][sl] - res["mean"][sl]).max()),
+        )
+        agg.append(row)
+        ml = float(tumor.sum()) * float(np.prod(sp)) / 1000.0
+        lines.append(
+            f"| {case.name} | {ml:.1f} | {row[0]:.3f} / {row[1]:.3f} / {row[2]:.3f} | "
+            f"{row[3]:.3f}, {100 * row[4]:.3f} %, {row[5]:.3f} | {t1 - t0:.1f} / {t2 - t1:.1f} |"
+        )
+    if agg:
+        a = np.asarray(agg)
+        lines.append(
+            f"| **mean of {len(agg)}** | | **{a[:, 0].mean():.3f} / {a[:, 1].mean():.3f} / "
+            f"{a[:, 2].mean():.3f}** | **{a[:, 3].mean():.3f}, {100 * a[:, 4].mean():.3f} %, "
+            f"{a[:, 5].mean():.3f}** | |"
+        )
     return lines
 
 
@@ -450,6 +875,15 @@ def main() -> None:
         action="store_true",
         help="seed-size section through the whole pipeline (slow) instead of per-window timing",
     )
+    ap.add_argument(
+        "--seed-size-reuse",
+        action="store_true",
+        help="seed-size section: per-window vs encoder-feature reuse, same run (+ agreement; "
+        "with --tumor-ckpt also for that small trained network)",
+    )
+    ap.add_argument(
+        "--reuse-cases", type=int, default=6, help="phantom studies for --seed-size-reuse"
+    )
     ap.add_argument("--no-speed", action="store_true", help="skip the speed section")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     ap.add_argument("--weights", help="tumor model (default: the bundled demo model)")
@@ -462,7 +896,13 @@ def main() -> None:
     args = ap.parse_args()
     if args._child:
         payload = json.loads(Path(args._payload).read_text())
-        fn = {"ours": child_ours, "naive": child_naive}[args._child]
+        fn = {
+            "ours": child_ours,
+            "naive": child_naive,
+            "window": child_window,
+            "features": child_features,
+            "costs": child_costs,
+        }[args._child]
         print(json.dumps(fn(**payload)))
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="breastai-bench-"))
@@ -470,8 +910,16 @@ def main() -> None:
     print(f"# bench/segment.py  (work folder {work})\n")
     if not args.no_speed and args.cases > 0:
         print("\n".join(speed(work, args.cases, args.threads, args)) + "\n")
-    if args.seed_size:
-        lines = seed_size(work, args.threads, args.breast_weights, full=args.seed_size_full)
+    if args.seed_size or args.seed_size_reuse:
+        lines = seed_size(
+            work,
+            args.threads,
+            args.breast_weights,
+            full=args.seed_size_full,
+            reuse=args.seed_size_reuse,
+            tumor_ckpt=args.tumor_ckpt,
+            n_cases=args.reuse_cases,
+        )
         print("\n".join(lines) + "\n")
     if args.accuracy:
         print(

@@ -150,6 +150,7 @@ def demo(
     console.print(f"wrote {path}/dicom (study) and {path}/truth (ground truth)", highlight=False)
     console.print(RESEARCH_NOTICE, highlight=False)
 
+
 # === section: info (breastai.io) ===
 
 
@@ -791,6 +792,7 @@ def weights_export_bundle(
 
     path = weights.export_bundle(out, names or (), weights_file=weights_file, force=force)
     console.print(f"wrote {path}", markup=False, highlight=False)
+
 
 # === section: training (breastai.training) ===
 

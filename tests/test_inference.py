@@ -302,3 +302,208 @@ def test_all_window_orders_cover_volume() -> None:
         for a in starts:
             covered[a : a + p] = True
         assert covered.all()
+
+
+# ------------------------------------------------------------- sliding window with feature reuse
+# A fake "local" encoder (average pooling on the 16-voxel grid, no context across pool cells):
+# cutting its whole-volume features equals running it per window when windows start on the
+# grid, so sliding_window_features must equal sliding_window exactly.
+
+
+def _pool(a: np.ndarray, s: int) -> np.ndarray:
+    c, z, y, x = a.shape
+    pooled = a.astype(np.float64).reshape(c, z // s, s, y // s, s, x // s, s).mean(axis=(2, 4, 6))
+    return pooled.astype(np.float32)  # float64 sums: the same value whatever the array size
+
+
+def _up(a: np.ndarray, s: int) -> np.ndarray:
+    return a.repeat(s, axis=-3).repeat(s, axis=-2).repeat(s, axis=-1)
+
+
+def _local_encode(calls: list[tuple[tuple[int, ...], bool]]):  # type: ignore[no-untyped-def]
+    def encode(pair: np.ndarray, with_skips: bool) -> dict[str, np.ndarray]:
+        calls.append((pair.shape, with_skips))
+        x = pair[0]
+        out = {"bridge": np.concatenate([_pool(x, 16), -_pool(x, 16)])[None]}
+        if with_skips:
+            out |= {f"skip{k + 1}": _pool(x, 2**k)[None] for k in range(4)}
+        return out
+
+    return encode
+
+
+def _local_head(feed):  # type: ignore[no-untyped-def]
+    b, m = feed["bridges"], feed["time_mask"]  # (B, S, 4, bz, by, bx), (B, S)
+    w = np.arange(1, b.shape[1] + 1, dtype=np.float32)
+    mixed = ((b[:, :, 0] - 0.5) * (m * w)[:, :, None, None, None]).sum(axis=1) - b[:, 0, 3]
+    logit = 20 * _up(mixed, 16) + feed["skip1"][:, 1] + _up(feed["skip3"][:, 0], 4) - 1.0
+    logit = logit + _up(feed["skip2"][:, 0], 2) - _up(feed["skip4"][:, 1], 8)
+    return sigmoid(logit)[:, None]
+
+
+def _per_window(time_mask: np.ndarray):  # type: ignore[no-untyped-def]
+    enc = _local_encode([])
+
+    def predict(batch: np.ndarray) -> np.ndarray:  # (B, S, 1, z, y, x)
+        outs = []
+        for w in batch:
+            f = [enc(np.stack([w[i, 0], w[i, 0] - w[0, 0]])[None], True) for i in range(len(w))]
+            feed = {"bridges": np.stack([g["bridge"] for g in f], axis=1)}
+            feed |= {f"skip{k}": f[2][f"skip{k}"] for k in range(1, 5)}
+            feed["time_mask"] = time_mask[None]
+            outs.append(_local_head(feed)[0])
+        return np.stack(outs)
+
+    return predict
+
+
+def _slots(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    vol = rng.random((6, 1, *shape), dtype=np.float32)
+    vol[3:] = vol[1]  # absent phases P3.. filled with P1 (assemble_slots)
+    return vol
+
+
+@pytest.mark.parametrize("blend", ["vote", "mean", "gaussian"])
+def test_features_equal_per_window_for_a_local_encoder(blend: str) -> None:
+    from breastai.inference import sliding_window_features
+
+    vol = _slots((48, 64, 80))
+    tm = np.array([1, 1, 1, 0, 0, 0], np.float32)
+    patch, stride = (16, 32, 32), (16, 32, 16)  # placement of sliding_window is on the grid
+    ref = sliding_window(vol, _per_window(tm), patch, stride, blend=blend, batch_size=2)
+    calls: list[tuple[tuple[int, ...], bool]] = []
+    fractions: list[float] = []
+    got = sliding_window_features(
+        vol,
+        tm,
+        _local_encode(calls),
+        _local_head,
+        patch,
+        stride,
+        blend=blend,
+        batch_size=3,
+        progress=fractions.append,
+    )
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-6)
+    assert 0.05 < float(ref.mean()) < 0.95  # both classes present: the test can fail
+    # slots 3..5 are masked (not encoded); slot 2 (skip source) is the only one with skips
+    assert calls == [((1, 2, 48, 64, 80), w) for w in (False, False, True)]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_features_skip_slot_copy_of_p1_is_encoded_once() -> None:
+    from breastai.inference import sliding_window_features
+
+    vol = _slots((32, 32, 32))
+    vol[2:] = vol[1]  # a two-phase study: slot 2 (skips) is a copy of P1
+    tm = np.array([1, 1, 0, 0, 0, 0], np.float32)
+    calls: list[tuple[tuple[int, ...], bool]] = []
+    got = sliding_window_features(
+        vol, tm, _local_encode(calls), _local_head, (16, 32, 32), (16, 16, 16), blend="mean"
+    )
+    ref = sliding_window(vol, _per_window(tm), (16, 32, 32), (16, 16, 16), blend="mean")
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-6)
+    assert [w for _, w in calls] == [False, True]  # P0 bridge only; P1 also gives the skips
+
+
+def test_feature_blocks_are_exact_for_a_local_encoder() -> None:
+    from breastai.inference import sliding_window_features
+
+    vol = _slots((48, 64, 80), seed=1)
+    tm = np.ones(6, np.float32)
+    args = (vol, tm)
+    kw = {"blend": "mean", "batch_size": 4}
+    whole_calls: list[tuple[tuple[int, ...], bool]] = []
+    whole = sliding_window_features(
+        *args, _local_encode(whole_calls), _local_head, (16, 32, 32), (16, 16, 16),
+        max_block_voxels=None, **kw,
+    )  # fmt: skip
+    for halo in (0, 16):
+        calls: list[tuple[tuple[int, ...], bool]] = []
+        got = sliding_window_features(
+            *args, _local_encode(calls), _local_head, (16, 32, 32), (16, 16, 16),
+            max_block_voxels=48**3, halo=halo, **kw,
+        )  # fmt: skip
+        np.testing.assert_allclose(got, whole, rtol=0, atol=2e-6)
+        assert len(calls) > len(whole_calls)  # really split
+        assert all(int(np.prod(s[2:])) <= 48**3 for s, _ in calls)
+
+
+def test_feature_grid_is_aligned_and_covers_the_crop() -> None:
+    from breastai.inference import feature_grid
+
+    shape = (40, 100, 90)
+    roi = ((5, 30), (10, 90), (3, 90))
+    g = feature_grid(shape, (16, 32, 32), (16, 16, 16), roi)
+    assert g.n_windows == n_windows(shape, (16, 32, 32), (16, 16, 16), roi)
+    for (lo, hi), (blo, bhi), starts, p, n in zip(
+        g.extent, g.box, g.starts, (16, 32, 32), shape, strict=True
+    ):
+        assert lo <= blo and bhi <= hi  # covers the crop of sliding_window
+        assert (hi - lo - p) % 16 == 0 and all(s % 16 == 0 for s in starts)
+        assert starts[-1] + p == hi - lo
+        assert (lo >= 0 and hi <= n) or hi - lo > n  # zeros only when the volume is too small
+    assert feature_grid(shape, (16, 32, 32), (24, 8, 40)).stride_zyx == (16, 16, 32)
+    with pytest.raises(ParameterError, match="multiples of 16"):
+        feature_grid(shape, (16, 24, 32), (16, 16, 16))
+
+
+def test_features_roi_and_edges_with_a_pointwise_head() -> None:
+    # head = sigmoid(skip1 channel 0) = sigmoid(slot-2 image): independent of window placement
+    from breastai.inference import sliding_window_features
+
+    def head(feed):  # type: ignore[no-untyped-def]
+        return sigmoid(4 * feed["skip1"][:, :1] - 2)
+
+    vol = _slots((37, 70, 50), seed=2)
+    roi = ((3, 30), (20, 70), (0, 17))
+    got = sliding_window_features(
+        vol, np.ones(6), _local_encode([]), head, (16, 32, 32), (16, 32, 32), blend="mean", roi=roi
+    )
+    expect = np.zeros_like(got)
+    sl = tuple(slice(a, b) for a, b in roi)
+    expect[sl] = sigmoid(4 * vol[2, 0] - 2)[sl]
+    np.testing.assert_allclose(got, expect, rtol=0, atol=1e-6)
+    empty = sliding_window_features(
+        vol, np.ones(6), _local_encode([]), head, (16, 32, 32), (16, 32, 32),
+        roi=((3, 3), (0, 5), (0, 5)),
+    )  # fmt: skip
+    assert not empty.any()
+
+
+def test_features_bad_arguments() -> None:
+    from breastai.inference import sliding_window_features
+
+    vol = _slots((32, 32, 32))
+    enc = _local_encode([])
+    with pytest.raises(ParameterError, match="time_mask"):
+        sliding_window_features(vol, np.ones(5), enc, _local_head, (16, 32, 32), (16, 16, 16))
+    with pytest.raises(ParameterError, match="blend"):
+        sliding_window_features(
+            vol, np.ones(6), enc, _local_head, (16, 32, 32), (16, 16, 16), blend="max"
+        )
+    with pytest.raises(ParameterError, match="head returned shape"):
+        sliding_window_features(
+            vol, np.ones(6), enc, lambda f: np.zeros((1, 2)), (16, 32, 32), (16, 16, 16)
+        )
+    with pytest.raises(ParameterError, match="encode returned"):
+        sliding_window_features(
+            vol,
+            np.ones(6),
+            lambda p, s: {"bridge": np.zeros((1, 4, 1, 1, 1))},
+            _local_head,
+            (16, 32, 32),
+            (16, 16, 16),
+        )
+
+
+def test_inference_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, breastai.inference as i; "
+        "assert i.sliding_window_features and 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

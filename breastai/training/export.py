@@ -29,11 +29,17 @@ from breastai.errors import OutputError, OutputExistsError, WeightsError
 from breastai.training.networks import SeedTumorNet, UNet3D
 
 __all__ = [
+    "ENCODER_INPUT",
+    "ENCODER_OUTPUTS",
+    "HEAD_INPUTS",
     "OPSET",
     "ExportedModel",
+    "FeatureExport",
     "example_inputs",
     "export_checkpoint",
+    "export_feature_onnx",
     "export_onnx",
+    "feature_example_inputs",
     "load_trained_network",
     "model_card",
     "onnx_parity",
@@ -399,4 +405,284 @@ def export_checkpoint(
         registered = register_model(card, out, weights_file=weights_file, force=force)
     return ExportedModel(
         name=name, onnx_path=out, sha256=sha, card=card, parity=parity, weights_file=registered
+    )
+
+
+# ----------------------------------------------------------------- encoder + head (feature reuse)
+
+#: Input of the encoder file: one phase pair ``[P_i, P_i - P_0]`` ``(N, 2, Z, Y, X)``.
+ENCODER_INPUT = "pair"
+#: Outputs of the encoder file: the four level outputs (full, 1/2, 1/4, 1/8 resolution) and the
+#: bridge (1/16); the names match the head's inputs.
+ENCODER_OUTPUTS = ("skip1", "skip2", "skip3", "skip4", "bridge")
+#: Inputs of the head file: ``bridges`` ``(B, S, 16 f, bz, by, bx)`` (every slot), the skips of
+#: phase slot 2 ``(B, f * 2**k, ...)`` and ``time_mask`` ``(B, S)``; output ``probability``.
+HEAD_INPUTS = ("bridges", "skip1", "skip2", "skip3", "skip4", "time_mask")
+
+
+class _EncoderGraph(nn.Module):
+    """Export wrapper: the shared encoder, outputs (skip1..skip4, bridge)."""
+
+    def __init__(self, net: SeedTumorNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, pair: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        skips, bridge = self.net.encode(pair)
+        return (*skips, bridge)
+
+
+class _HeadGraph(nn.Module):
+    """Export wrapper: everything after the encoder for one window."""
+
+    def __init__(self, net: SeedTumorNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self,
+        bridges: torch.Tensor,
+        skip1: torch.Tensor,
+        skip2: torch.Tensor,
+        skip3: torch.Tensor,
+        skip4: torch.Tensor,
+        time_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        return self.net.head(bridges, [skip1, skip2, skip3, skip4], time_mask)
+
+
+def feature_example_inputs(
+    model: SeedTumorNet,
+    *,
+    batch: int = 1,
+    seed: int = 0,
+    size_zyx: tuple[int, int, int] | None = None,
+) -> tuple[tuple[torch.Tensor], tuple[torch.Tensor, ...]]:
+    """Deterministic random inputs of the encoder and the head graphs.
+
+    Parameters
+    ----------
+    model:
+        The tumor network.
+    batch:
+        Batch of the head inputs (the encoder example has batch 1).
+    seed:
+        Seed of the generator.
+    size_zyx:
+        Spatial size of the encoder example (multiples of 16; default: the patch).
+
+    Returns
+    -------
+    ((pair,), (bridges, skip1, skip2, skip3, skip4, time_mask))
+        ``pair`` is ``[P, P - P0]`` of random phases; the head inputs come from the encoder run
+        on random windows of every slot, so they have realistic scales.
+    """
+    cfg = model.config
+    gen = torch.Generator().manual_seed(seed)
+    size = size_zyx or cfg.patch_zyx
+    p0 = 1.2 * torch.rand((1, 1, *size), generator=gen)
+    p1 = 1.2 * torch.rand((1, 1, *size), generator=gen)
+    pair = torch.cat([p1, p1 - p0], dim=1)
+    phases, mask = example_inputs(model, batch=batch, seed=seed + 1)
+    d, h, w = cfg.patch_zyx
+    x = torch.cat([phases, phases - phases[:, :1]], dim=2).reshape(-1, 2, d, h, w)
+    with torch.no_grad():
+        skips, bridge = model.eval().encode(x)
+    s = cfg.slots
+    slot2 = [t.reshape(-1, s, *t.shape[1:])[:, 2].contiguous() for t in skips]
+    bridges = bridge.reshape(-1, s, *bridge.shape[1:]).contiguous()
+    return (pair,), (bridges, *slot2, mask)
+
+
+@dataclass(frozen=True)
+class FeatureExport:
+    """What :func:`export_feature_onnx` wrote (both files checked in ONNX Runtime)."""
+
+    encoder_path: Path
+    head_path: Path
+    encoder_sha256: str
+    head_sha256: str
+    encoder_parity: float
+    head_parity: float
+
+
+def _export_graph(
+    module: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    out_path: Path,
+    *,
+    in_names: list[str],
+    out_names: list[str],
+    dynamic: dict[str, dict[int, str]],
+    opset: int,
+) -> Path:
+    """Export to a temporary file beside ``out_path`` (0644) and return its path."""
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=out_path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"Cannot write to {out_path.parent}: {exc}") from None
+    tmp = Path(tmp_name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with torch.no_grad():
+                torch.onnx.export(
+                    module,
+                    inputs,
+                    str(tmp),
+                    input_names=in_names,
+                    output_names=out_names,
+                    dynamic_axes=dynamic,
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    dynamo=False,
+                )
+        os.chmod(tmp, 0o644)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _ort_max_diff(
+    path: Path, names: list[str], inputs: tuple[torch.Tensor, ...], ref: tuple[torch.Tensor, ...]
+) -> float:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, min(2, os.cpu_count() or 1))
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
+    diff = 0.0
+    for g, r in zip(got, ref, strict=True):
+        if tuple(g.shape) != tuple(r.shape):
+            return float("inf")
+        diff = max(diff, float(np.max(np.abs(g - r.numpy()))))
+    return diff
+
+
+def export_feature_onnx(
+    model: SeedTumorNet,
+    encoder_path: Path,
+    head_path: Path,
+    *,
+    force: bool = False,
+    opset: int = OPSET,
+    verify: bool = True,
+    atol: float = 1e-4,
+) -> FeatureExport:
+    """Export the tumor network as two ONNX files for encoder-feature reuse; check both.
+
+    The encoder file takes ``pair`` float32 ``(N, 2, Z, Y, X)`` (``[P_i, P_i - P_0]``; batch and
+    the three spatial axes symbolic, each side a multiple of 16) and returns ``skip1`` ..
+    ``skip4`` and ``bridge`` (:data:`ENCODER_OUTPUTS`). The head file takes :data:`HEAD_INPUTS`
+    for windows of exactly ``config.patch_zyx`` (batch symbolic) and returns ``probability``
+    ``(B, 1, D, H, W)``. Running the encoder on each slot of a window and the head on the
+    results equals ``model(phases, time_mask)``.
+
+    Parameters
+    ----------
+    model:
+        The tumor network (put in eval mode here).
+    encoder_path, head_path:
+        Destination ``.onnx`` files (each written to a temporary file in its folder first and
+        moved into place only when both exports and checks succeeded).
+    force:
+        Replace existing files.
+    opset:
+        ONNX opset (>= 17).
+    verify:
+        Compare ONNX Runtime (CPU) with torch: the encoder on a random input one 16-voxel step
+        larger than the patch on each axis, the head at batch 2.
+    atol:
+        Largest allowed absolute difference (encoder outputs and probabilities).
+
+    Returns
+    -------
+    FeatureExport
+        Paths, sha256 of both files and the two parity figures (NaN when not verified).
+
+    Raises
+    ------
+    OutputExistsError
+        A destination exists and ``force`` is false.
+    WeightsError
+        An export disagrees with torch by more than ``atol``.
+    OutputError
+        A file could not be written.
+    """
+    from breastai.weights import sha256_file
+
+    encoder_path, head_path = Path(encoder_path), Path(head_path)
+    for path in (encoder_path, head_path):
+        if path.exists() and not force:
+            raise OutputExistsError(f"{path} exists; pass --force to replace it.")
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17, got {opset}")
+    if not isinstance(model, SeedTumorNet):
+        raise TypeError(f"feature export needs a SeedTumorNet, got {type(model).__name__}")
+    model = model.eval()
+    enc, head = _EncoderGraph(model).eval(), _HeadGraph(model).eval()
+    (pair,), head_in = feature_example_inputs(model, batch=1)
+    enc_dyn = {
+        n: {0: "batch", 2: f"{n}_z", 3: f"{n}_y", 4: f"{n}_x"}
+        for n in (ENCODER_INPUT, *ENCODER_OUTPUTS)
+    }
+    head_dyn = {n: {0: "batch"} for n in (*HEAD_INPUTS, "probability")}
+    tmps: list[Path] = []
+    try:
+        tmps.append(
+            _export_graph(
+                enc,
+                (pair,),
+                encoder_path,
+                in_names=[ENCODER_INPUT],
+                out_names=list(ENCODER_OUTPUTS),
+                dynamic=enc_dyn,
+                opset=opset,
+            )
+        )
+        tmps.append(
+            _export_graph(
+                head,
+                head_in,
+                head_path,
+                in_names=list(HEAD_INPUTS),
+                out_names=["probability"],
+                dynamic=head_dyn,
+                opset=opset,
+            )
+        )
+        enc_diff = head_diff = float("nan")
+        if verify:
+            size = tuple(p + 16 for p in model.config.patch_zyx)
+            (vpair,), vhead = feature_example_inputs(
+                model, batch=2, seed=7, size_zyx=(size[0], size[1], size[2])
+            )
+            with torch.no_grad():
+                enc_ref = enc(vpair)
+                head_ref = (head(*vhead),)
+            enc_diff = _ort_max_diff(tmps[0], [ENCODER_INPUT], (vpair,), enc_ref)
+            head_diff = _ort_max_diff(tmps[1], list(HEAD_INPUTS), vhead, head_ref)
+            log.info("feature export parity: encoder %.3g, head %.3g", enc_diff, head_diff)
+            for what, diff in (("encoder", enc_diff), ("head", head_diff)):
+                if not diff <= atol:
+                    raise WeightsError(
+                        f"The exported ONNX {what} differs from torch by {diff:.3g} "
+                        f"(allowed {atol:.1g}); the export is not usable."
+                    )
+        os.replace(tmps[0], encoder_path)
+        os.replace(tmps[1], head_path)
+    finally:
+        for t in tmps:
+            t.unlink(missing_ok=True)
+    return FeatureExport(
+        encoder_path=encoder_path,
+        head_path=head_path,
+        encoder_sha256=sha256_file(encoder_path),
+        head_sha256=sha256_file(head_path),
+        encoder_parity=enc_diff,
+        head_parity=head_diff,
     )

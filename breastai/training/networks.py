@@ -244,6 +244,11 @@ class SeedTumorNet(nn.Module):
     ``forward(phases, time_mask)`` takes ``phases`` float32 ``(B, S, 1, D, H, W)`` with
     ``(D, H, W) == config.patch_zyx`` and ``time_mask`` float32 ``(B, S)`` (1 = phase present) and
     returns the tumor probability ``(B, 1, D, H, W)`` in [0, 1].
+
+    ``forward`` is exactly ``head(bridges, skips_of_slot_2, time_mask)`` after
+    ``encode([P_i, P_i - P_0])`` of every slot; :meth:`encode` is fully convolutional, so
+    inference can compute it once per phase over a whole volume and cut each window's features
+    out of the feature maps (:func:`breastai.inference.sliding_window_features`).
     """
 
     def __init__(self, config: SeedTumorConfig | None = None) -> None:
@@ -260,17 +265,48 @@ class SeedTumorNet(nn.Module):
         self.temporal_transformer = _ViTEncoder(cfg.hidden, cfg.mlp, cfg.heads, cfg.temporal_layers)
         self.decoder = _SeedDecoder(cfg.slots * cfg.hidden, cfg.filters)
 
-    def forward(self, phases: Tensor, time_mask: Tensor) -> Tensor:
+    def encode(self, pair: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The shared residual encoder on phase pairs (fully convolutional).
+
+        Parameters
+        ----------
+        pair:
+            ``(N, 2, D, H, W)``: ``[P_i, P_i - P_0]`` of one phase per batch item; each spatial
+            side divisible by 16 (any size, not only the patch).
+
+        Returns
+        -------
+        (list of Tensor, Tensor)
+            The four level outputs (skips) ``(N, f * 2**k, D / 2**k, H / 2**k, W / 2**k)`` for
+            k = 0..3 and the bridge ``(N, 16 f, D / 16, H / 16, W / 16)``.
+        """
+        skips, bridge = self.encoder_post(pair)
+        return skips, bridge
+
+    def head(self, bridges: Tensor, skips: list[Tensor], time_mask: Tensor) -> Tensor:
+        """Everything after the encoder: patch embedding, transformers and decoder.
+
+        Parameters
+        ----------
+        bridges:
+            ``(B, S, 16 f, bz, by, bx)``: the encoder bridge of every phase slot of a window
+            (``config.bottleneck_zyx``); masked slots may hold anything finite (they are
+            multiplied by 0).
+        skips:
+            The four encoder level outputs of phase slot 2 of the window, ``(B, f * 2**k, ...)``.
+        time_mask:
+            ``(B, S)``, 1 = phase present.
+
+        Returns
+        -------
+        Tensor
+            Tumor probability ``(B, 1, D, H, W)``.
+        """
         cfg = self.config
         s, hid, pos = cfg.slots, cfg.hidden, cfg.positions
-        d, h, w = cfg.patch_zyx
         bz, by, bx = cfg.bottleneck_zyx
-        pre = phases[:, :1]
-        x = torch.cat([phases, phases - pre], dim=2)  # (B, S, 2, D, H, W): [P_i, P_i - P_0]
-        skips_all, bridge = self.encoder_post(x.reshape(-1, 2, d, h, w))
-        # skip connections from phase slot 2 (second post-contrast phase)
-        skips = [t.reshape(-1, s, *t.shape[1:])[:, 2] for t in skips_all]
-        emb = self.patch_embeddings(bridge).reshape(-1, s, hid, pos)  # (B, S, hid, pos)
+        flat = bridges.reshape(-1, *bridges.shape[2:])  # (B * S, 16 f, bz, by, bx)
+        emb = self.patch_embeddings(flat).reshape(-1, s, hid, pos)  # (B, S, hid, pos)
         emb = emb * time_mask.reshape(-1, s, 1, 1)
         # spatial path: tokens = bottleneck voxels, batch = (B, phase)
         xs = emb.reshape(-1, hid, pos).transpose(1, 2) + self.position_embeddings
@@ -282,6 +318,17 @@ class SeedTumorNet(nn.Module):
         mixed = mixed.reshape(-1, hid * s, bz, by, bx)
         out: Tensor = self.decoder(mixed, skips)
         return out
+
+    def forward(self, phases: Tensor, time_mask: Tensor) -> Tensor:
+        cfg = self.config
+        s = cfg.slots
+        d, h, w = cfg.patch_zyx
+        pre = phases[:, :1]
+        x = torch.cat([phases, phases - pre], dim=2)  # (B, S, 2, D, H, W): [P_i, P_i - P_0]
+        skips_all, bridge = self.encode(x.reshape(-1, 2, d, h, w))
+        # skip connections from phase slot 2 (second post-contrast phase)
+        skips = [t.reshape(-1, s, *t.shape[1:])[:, 2] for t in skips_all]
+        return self.head(bridge.reshape(-1, s, *bridge.shape[1:]), skips, time_mask)
 
 
 @dataclass(frozen=True)
