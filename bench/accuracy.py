@@ -12,6 +12,11 @@ DICOM layout and the three orientations, and segmented by the public pipeline ex
 * false-positive lesions per case: predicted 26-connected components touching no true lesion
   (benign lesions and nodes are not target lesions, so they count as false positives).
 
+Split-bilateral studies whose two stacks cannot be joined are segmented per stack: the output
+folder then holds ``breast_R/L.nii.gz`` and ``tumor_R/L.nii.gz`` (each on its own stack's grid)
+instead of ``breast.nii.gz``/``tumor.nii.gz``; each side is resampled onto the truth grid (nearest
+neighbour) and the union is scored. Both output forms are read.
+
 Usage (about 15 s per case on 2 CPU cores)::
 
     python bench/accuracy.py --cases 24 [--work DIR] [--weights NAME] [--breast-weights NAME]
@@ -79,6 +84,28 @@ def _lesion_rows(
     return rows
 
 
+def read_mask(out_dir: Path, kind: str, truth: sitk.Image) -> sitk.Image:
+    """The predicted ``kind`` mask ("breast" | "tumor") of one output folder on ``truth``'s grid.
+
+    ``KIND.nii.gz`` when the study was segmented as one volume; otherwise the union of the
+    per-stack masks ``KIND_<side>.nii.gz`` (split-bilateral studies whose stacks could not be
+    joined), each resampled onto the truth grid with nearest neighbour.
+    """
+    single = out_dir / f"{kind}.nii.gz"
+    parts = [single] if single.exists() else sorted(out_dir.glob(f"{kind}_*.nii.gz"))
+    parts = [p for p in parts if "probability" not in p.name]
+    if not parts:
+        raise FileNotFoundError(f"No {kind} mask ({kind}.nii.gz or {kind}_R/L.nii.gz) in {out_dir}")
+    union = np.zeros(sitk.GetArrayViewFromImage(truth).shape, dtype=np.uint8)
+    for path in parts:
+        img = sitk.ReadImage(str(path))
+        on_truth = sitk.Resample(img, truth, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        union |= (sitk.GetArrayViewFromImage(on_truth) > 0).astype(np.uint8)
+    out = sitk.GetImageFromArray(union)
+    out.CopyInformation(truth)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=24)
@@ -113,13 +140,13 @@ def main() -> None:
             continue
         truth_dir = study_dir / "truth"
         truth = json.loads((truth_dir / "truth.json").read_text())
-        tumor = sitk.ReadImage(str(res.out_dir / "tumor.nii.gz"))
+        truth_breast = sitk.ReadImage(str(truth_dir / "breast.nii.gz"))
+        truth_tumor = sitk.ReadImage(str(truth_dir / "tumor.nii.gz"))
+        tumor = read_mask(res.out_dir, "tumor", truth_tumor)
         breast = evaluate_case(
-            sitk.ReadImage(str(res.out_dir / "breast.nii.gz")),
-            sitk.ReadImage(str(truth_dir / "breast.nii.gz")),
-            case=name,
+            read_mask(res.out_dir, "breast", truth_breast), truth_breast, case=name
         )
-        tum = evaluate_case(tumor, sitk.ReadImage(str(truth_dir / "tumor.nii.gz")), case=name)
+        tum = evaluate_case(tumor, truth_tumor, case=name)
         rows = _lesion_rows(tumor, sitk.ReadImage(str(truth_dir / "lesions.nii.gz")), truth)
         lesions.extend(rows)
         cases.append(

@@ -259,3 +259,28 @@ def test_demo_weights_smoke(tmp_path: Path) -> None:
     assert entries["demo-tumor"]["spacing_zyx"] == [2.0, 2.0, 2.0]
     assert entries["demo-breast"]["spacing_zyx"] == [4.0, 4.0, 4.0]
     assert entries["demo-tumor"]["sha256"] == res.tumor_sha256 and entries["demo-tumor"]["demo"]
+    # --only breast: the same breast weights as the full run; the tumor entry is left alone
+    again = build_demo_weights(tmp_path / "m2", smoke=True, weights_toml=toml, only="breast")
+    assert again.tumor_onnx is None and again.breast_sha256 == res.breast_sha256
+    assert tomllib.loads(toml.read_text())["models"]["demo-tumor"]["sha256"] == res.tumor_sha256
+
+
+def test_demo_plan_cases(tmp_path: Path) -> None:
+    from breastai.phantom import PRESETS
+    from breastai.training.demo_weights import DEMO_SEED_BASE, build_demo_weights, demo_plan
+
+    plan = demo_plan(0)
+    train = plan.train_cases + plan.breast_extra_train
+    val = plan.val_cases + plan.breast_extra_val
+    seeds = [c["seed"] for c in train + val]
+    assert len(set(seeds)) == len(seeds)
+    # disjoint from the tests' (< 1000) and the accuracy benchmark's (800000+, 900000+) seeds
+    assert all(DEMO_SEED_BASE <= s < DEMO_SEED_BASE + 1000 for s in seeds)
+    assert {c["preset"] for c in plan.train_cases} == set(PRESETS)
+    extra = {(c["preset"], c["orientation"]) for c in plan.breast_extra_train}
+    assert {("implant_prepec", "sagittal"), ("implant_subpec", "sagittal")} <= extra
+    assert ("no_fatsat", "axial") in extra
+    assert all(c["spacing_zyx"] == (3.0, 1.5, 1.5) for c in train if c["orientation"] == "sagittal")
+    assert plan.breast.val_cases == len(val) == 4 and plan.tumor.val_cases == len(plan.val_cases)
+    with pytest.raises(ParameterError, match="only"):
+        build_demo_weights(tmp_path, only="lesion")
