@@ -8,7 +8,8 @@ Rules (documented in docs/outputs.md):
 * Thresholding is strict, ``probability > threshold``: the seed model's released code thresholds
   its vote fraction with ``> 0.5`` (a tie is background); the same rule is used for every blend.
 * Breast mask: threshold, then the largest 26-connected component on each side of the midline,
-  each with its holes filled (in 3-D, then slice by slice along the array's slice axis). The
+  each with its holes filled (in 3-D, then holes of up to :data:`MAX_SLICE_HOLE_MM2` slice by
+  slice along the array's slice axis, so an implant is not filled into the breast). The
   midline is the middle of the thresholded foreground's extent along the patient's left-right (LPS
   x) axis; a component belongs to the side its centroid lies on. A side's component is kept only
   if it has at least :data:`MIN_SIDE_FRACTION` of the volume of the largest component, so that a
@@ -35,6 +36,7 @@ from breastai.preprocess import same_grid
 
 __all__ = [
     "DEFAULT_MIN_VOLUME_MM3",
+    "MAX_SLICE_HOLE_MM2",
     "MIN_SIDE_FRACTION",
     "binarise",
     "bounding_box",
@@ -55,6 +57,10 @@ DEFAULT_MIN_VOLUME_MM3 = 10.0
 #: A side's largest breast component is kept only if it has at least this fraction of the volume
 #: of the largest component overall.
 MIN_SIDE_FRACTION = 0.10
+
+#: Holes enclosed within one slice (but open in 3-D) are filled up to this area (mm²): dark
+#: vessels and ducts cut by the slice, not an implant (docs/outputs.md).
+MAX_SLICE_HOLE_MM2 = 100.0
 
 _STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 
@@ -95,13 +101,37 @@ def binarise(probability: sitk.Image, threshold: float = 0.5) -> sitk.Image:
     return _like((_array(probability) > threshold).astype(np.uint8), probability)
 
 
-def fill_holes(mask: sitk.Image) -> sitk.Image:
-    """Fill enclosed holes of a binary mask in 3-D, then slice by slice (array axis 0)."""
+def fill_holes(mask: sitk.Image, max_slice_hole_mm2: float = MAX_SLICE_HOLE_MM2) -> sitk.Image:
+    """Fill enclosed holes of a binary mask in 3-D, then small holes slice by slice.
+
+    Parameters
+    ----------
+    mask:
+        Binary mask.
+    max_slice_hole_mm2:
+        After the 3-D fill, holes enclosed within one slice (array axis 0) are filled only up to
+        this area: larger ones are open in 3-D, like an implant that breast tissue surrounds in
+        each slice but not in the volume, and stay out of the mask.
+
+    Returns
+    -------
+    SimpleITK.Image
+        uint8 0/1 mask, same geometry.
+    """
+    if max_slice_hole_mm2 < 0:
+        raise ParameterError(f"max_slice_hole_mm2 must be >= 0, got {max_slice_hole_mm2!r}.")
     arr = _array(mask) > 0
     arr = ndimage.binary_fill_holes(arr)
+    sx, sy = mask.GetSpacing()[:2]
+    max_pixels = max_slice_hole_mm2 / (sx * sy)
     for k in range(arr.shape[0]):
-        if arr[k].any():
-            arr[k] = ndimage.binary_fill_holes(arr[k])
+        if not arr[k].any():
+            continue
+        holes, n = ndimage.label(ndimage.binary_fill_holes(arr[k]) & ~arr[k])
+        if n:
+            area = np.bincount(holes.ravel())
+            small = np.flatnonzero(area <= max_pixels)
+            arr[k] |= np.isin(holes, small[small > 0])
     return _like(arr.astype(np.uint8), mask)
 
 

@@ -105,6 +105,24 @@ def test_fill_holes_slicewise() -> None:
     assert out[1, 4, 4] == 1
 
 
+def test_large_slice_holes_open_in_3d_stay_open() -> None:
+    """An implant-like cavity: enclosed in every slice, open in 3-D, larger than the limit."""
+    m = np.zeros((8, 40, 40), np.uint8)
+    m[1:7, 5:35, 5:35] = 1
+    m[1:7, 10:30, 10:30] = 0  # 20 x 20 voxels of 1 x 1 mm = 400 mm2 per slice, open at z 1 and 6
+    m[1:6, 33, 20] = 0  # a 1-voxel channel in the wall, enclosed in each slice, open via slice 0
+    img = _img(m)
+    out = sitk.GetArrayFromImage(fill_holes(img))
+    assert not out[1:7, 10:30, 10:30].any()  # 400 mm2 > 100 mm2: not filled
+    assert out[1:6, 33, 20].all()  # the small channel is filled slice by slice
+    out_all = sitk.GetArrayFromImage(fill_holes(img, max_slice_hole_mm2=1e9))
+    assert out_all[1:7, 10:30, 10:30].all()  # without the limit the cavity is filled
+    coarse = sitk.GetArrayFromImage(fill_holes(_img(m, spacing=(0.4, 0.4, 1.0))))
+    assert coarse[1:7, 10:30, 10:30].all()  # the same cavity at 0.4 mm: 64 mm2, filled
+    with pytest.raises(ParameterError):
+        fill_holes(img, max_slice_hole_mm2=-1.0)
+
+
 def test_remove_small_components_uses_mm3() -> None:
     m = np.zeros((10, 10, 10), np.uint8)
     m[1:3, 1:3, 1:3] = 1  # 8 voxels
