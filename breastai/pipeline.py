@@ -345,16 +345,14 @@ def _prepare(
     if note:
         log.info("%s: %s", name, note)
     subs = study.split_stacks()
-    sides = study.stack_sides
-    parts = []
+    resampled = []
     for k, sub in enumerate(subs):
-        part = _prepare_part(sub, chosen, models)
-        if sides:
-            part.suffix = f"_{sides[k]}"
-            part.side = "right" if sides[k] == "R" else "left"
-        parts.append(part)
+        resampled.append(_resample_part(sub, chosen, models))
         if progress:
-            progress("preprocess", (k + 1) / len(subs))
+            progress("preprocess", (k + 1) / (len(subs) + 1))
+    parts = _finish_parts(resampled, study.stack_sides, models)
+    if progress:
+        progress("preprocess", 1.0)
     timings["preprocess"] = time.perf_counter() - t0
     return _Prepared(
         study=study,
@@ -366,13 +364,20 @@ def _prepare(
     )
 
 
-def _prepare_part(study: Study, chosen: Sequence[int], models: LoadedModels) -> _Part:
-    """Model inputs of one volume: P0 on the breast grid; the chosen phases on the tumor grid."""
-    from breastai.preprocess import (
-        assemble_slots,
-        resample_to_reference,
-        resample_to_spacing,
-    )
+@dataclass
+class _Resampled:
+    """One volume's model grids: the normalised breast input and the raw tumor-grid phases."""
+
+    study: Study
+    breast_input: np.ndarray  # (1, z, y, x), normalised
+    breast_grid: sitk.Image
+    tumor_grid: sitk.Image
+    tumor_raw: list[np.ndarray]  # the chosen phases on the tumor grid, not normalised
+
+
+def _resample_part(study: Study, chosen: Sequence[int], models: LoadedModels) -> _Resampled:
+    """P0 on the breast grid (normalised); the chosen phases on the tumor grid (raw)."""
+    from breastai.preprocess import resample_to_reference, resample_to_spacing
 
     bcard, tcard = models.breast.card, models.tumor.card
     pre = study.phases[0].image
@@ -395,18 +400,47 @@ def _prepare_part(study: Study, chosen: Sequence[int], models: LoadedModels) -> 
             else resample_to_reference(img, tumor_grid, interpolator="linear")
         )
         arrays.append(sitk.GetArrayFromImage(on_grid).astype(np.float32))
-    normed = _normalise(tcard.normalisation, arrays)
-    stacked, mask = assemble_slots(normed, int(tcard.phase_slots))
-    return _Part(
+    return _Resampled(
         study=study,
-        suffix="",
-        side=None,
         breast_input=b_norm[None].astype(np.float32, copy=False),
         breast_grid=breast_grid,
-        tumor_input=stacked[:, None],
-        time_mask=mask,
         tumor_grid=tumor_grid,
+        tumor_raw=arrays,
     )
+
+
+def _finish_parts(
+    resampled: Sequence[_Resampled], sides: Sequence[str], models: LoadedModels
+) -> list[_Part]:
+    """Normalise the tumor phases (jointly over split-bilateral stacks) and build the parts."""
+    from breastai.preprocess import assemble_slots, normalise_seed, seed_clip_bounds
+
+    tcard = models.tumor.card
+    bounds = None
+    if len(resampled) > 1 and tcard.normalisation == "seed":
+        # the stacks of one study are normalised alike, as one bilateral volume would be
+        bounds = seed_clip_bounds([r.tumor_raw for r in resampled])
+    parts = []
+    for k, r in enumerate(resampled):
+        if bounds is not None:
+            normed = normalise_seed(r.tumor_raw, clip_bounds=bounds)
+        else:
+            normed = _normalise(tcard.normalisation, r.tumor_raw)
+        stacked, mask = assemble_slots(normed, int(tcard.phase_slots))
+        side = sides[k] if sides else None
+        parts.append(
+            _Part(
+                study=r.study,
+                suffix=f"_{side}" if side else "",
+                side=None if side is None else ("right" if side == "R" else "left"),
+                breast_input=r.breast_input,
+                breast_grid=r.breast_grid,
+                tumor_input=stacked[:, None],
+                time_mask=mask,
+                tumor_grid=r.tumor_grid,
+            )
+        )
+    return parts
 
 
 # --------------------------------------------------------------------------------- inference

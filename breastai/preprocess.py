@@ -34,6 +34,7 @@ __all__ = [
     "resample_to_reference",
     "resample_to_spacing",
     "same_grid",
+    "seed_clip_bounds",
 ]
 
 log = logging.getLogger(__name__)
@@ -250,14 +251,50 @@ def _minmax(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return ((x - lo) / (hi - lo)).astype(np.float32, copy=False)
 
 
-def _clip_floor(volume: np.ndarray) -> np.ndarray:
+def _clip_floor(volume: np.ndarray, bounds: tuple[float, float] | None = None) -> np.ndarray:
     x = np.maximum(np.asarray(volume, dtype=np.float32), 0.0)
-    p1, p99 = np.percentile(_subsample(x), [1.0, 99.0])
+    p1, p99 = np.percentile(_subsample(x), [1.0, 99.0]) if bounds is None else bounds
     x = np.clip(x, np.float32(p1), np.float32(p99))
     return np.maximum(x, np.float32(1.0))
 
 
-def normalise_seed(phases: Sequence[np.ndarray]) -> list[np.ndarray]:
+def seed_clip_bounds(
+    volumes: Sequence[Sequence[np.ndarray]],
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The 1st / 99th percentiles of P0 and of P1 over several volumes of one study, jointly.
+
+    For a split-bilateral study segmented stack by stack: each stack is normalised with the
+    statistics of both, as if they were one bilateral volume (a stack without an enhancing
+    lesion or heart would otherwise be stretched until normal parenchyma looks like tumor).
+
+    Parameters
+    ----------
+    volumes:
+        Per volume, its phase arrays in time order (at least P0 and P1).
+
+    Returns
+    -------
+    ((float, float), (float, float))
+        ``((p0_lo, p0_hi), (p1_lo, p1_hi))`` for :func:`normalise_seed`'s ``clip_bounds``.
+    """
+
+    def bounds(arrays: Sequence[np.ndarray]) -> tuple[float, float]:
+        sample = np.concatenate(
+            [_subsample(np.maximum(np.asarray(a, dtype=np.float32), 0.0)) for a in arrays]
+        )
+        lo, hi = np.percentile(sample, [1.0, 99.0])
+        return float(lo), float(hi)
+
+    if not volumes or any(len(v) < 2 for v in volumes):
+        raise InputError("seed_clip_bounds needs P0 and P1 of every volume.")
+    return bounds([v[0] for v in volumes]), bounds([v[1] for v in volumes])
+
+
+def normalise_seed(
+    phases: Sequence[np.ndarray],
+    *,
+    clip_bounds: tuple[tuple[float, float], tuple[float, float]] | None = None,
+) -> list[np.ndarray]:
     """Normalise DCE phases with the seed model's scheme (docs/seed-model.md).
 
     Parameters
@@ -265,6 +302,9 @@ def normalise_seed(phases: Sequence[np.ndarray]) -> list[np.ndarray]:
     phases:
         Phase arrays ``(z, y, x)`` on the model grid, in time order (0 = pre-contrast,
         1 = first post-contrast); at least two.
+    clip_bounds:
+        ``((p0_lo, p0_hi), (p1_lo, p1_hi))`` from :func:`seed_clip_bounds` instead of these
+        arrays' own percentiles (several volumes of one study normalised alike).
 
     Returns
     -------
@@ -285,10 +325,17 @@ def normalise_seed(phases: Sequence[np.ndarray]) -> list[np.ndarray]:
     shapes = {np.shape(p) for p in phases}
     if len(shapes) != 1:
         raise InputError(f"All phases must share one grid to be normalised; got shapes {shapes}.")
-    p0 = _clip_floor(phases[0])
-    out = [_minmax(p0, float(p0.min()), float(p0.max()))]
-    p1 = _clip_floor(phases[1])
-    lo1, hi1 = float(p1.min()), float(p1.max())
+    if clip_bounds is None:
+        p0 = _clip_floor(phases[0])
+        out = [_minmax(p0, float(p0.min()), float(p0.max()))]
+        p1 = _clip_floor(phases[1])
+        lo1, hi1 = float(p1.min()), float(p1.max())
+    else:
+        (a0, b0), (a1, b1) = clip_bounds
+        p0 = _clip_floor(phases[0], (a0, b0))
+        out = [_minmax(p0, max(a0, 1.0), max(b0, 1.0))]
+        p1 = _clip_floor(phases[1], (a1, b1))
+        lo1, hi1 = max(a1, 1.0), max(b1, 1.0)
     out.append(_minmax(p1, lo1, hi1))
     for later in phases[2:]:
         x = np.maximum(np.asarray(later, dtype=np.float32), np.float32(1.0))

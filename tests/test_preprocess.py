@@ -12,6 +12,7 @@ from breastai.preprocess import (
     choose_phases,
     normalise_p1p99_minmax,
     normalise_seed,
+    seed_clip_bounds,
     resample_to_reference,
     resample_to_spacing,
 )
@@ -243,3 +244,30 @@ def test_canonical_grid_is_axis_aligned_and_keeps_voxels_in_place(orientation: s
             )
         )
         assert np.all(p >= lo - 1e-6) and np.all(p <= hi + 1.0)
+
+
+def test_split_stacks_are_normalised_as_one_volume() -> None:
+    """Two halves of one volume with joint clip bounds match the whole volume normalised."""
+    rng = np.random.default_rng(3)
+    shape = (16, 40, 80)
+    p0 = rng.uniform(50, 400, shape).astype(np.float32)
+    p1 = p0 * 1.2
+    p1[4:10, 10:20, 50:60] = 2500.0  # a bright lesion in the second half only
+    p2 = p1 * 0.9
+    whole = normalise_seed([p0, p1, p2])
+    halves = [[a[..., :40] for a in (p0, p1, p2)], [a[..., 40:] for a in (p0, p1, p2)]]
+    bounds = seed_clip_bounds(halves)
+    for k, half in enumerate(halves):
+        got = normalise_seed(half, clip_bounds=bounds)
+        for a, b in zip(got, whole, strict=True):
+            part = b[..., :40] if k == 0 else b[..., 40:]
+            np.testing.assert_allclose(a, part, atol=0.02)  # percentiles from subsamples
+    # alone, the half without the lesion is stretched: its parenchyma looks brighter
+    alone = normalise_seed(halves[0])
+    assert alone[1].mean() > 1.5 * whole[1][..., :40].mean()
+    # the bounds path is the default path when the bounds are a volume's own
+    own = normalise_seed([p0, p1, p2], clip_bounds=seed_clip_bounds([[p0, p1, p2]]))
+    for a, b in zip(own, whole, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    with pytest.raises(InputError):
+        seed_clip_bounds([[p0]])
