@@ -12,9 +12,9 @@ from breastai.preprocess import (
     choose_phases,
     normalise_p1p99_minmax,
     normalise_seed,
-    seed_clip_bounds,
     resample_to_reference,
     resample_to_spacing,
+    seed_clip_bounds,
 )
 
 
