@@ -274,6 +274,28 @@ def _mask_files(folder: Path) -> dict[str, Path]:
     return files
 
 
+def _split_pair(name: str, pf: dict[str, Path]) -> list[Path]:
+    """The ``<case>_R`` / ``<case>_L`` predictions of a split-bilateral study for truth ``name``."""
+    stem = _case_name(Path(name))
+    suffix = name[len(stem) :]
+    parts = [pf.get(f"{stem}_{side}{suffix}") for side in ("R", "L")]
+    return [q for q in parts if q is not None] if all(parts) else []
+
+
+def _union_on(parts: Sequence[Path], gt: sitk.Image, label: int | None) -> sitk.Image:
+    """Per-stack masks resampled onto the truth grid (nearest neighbour) and combined (OR)."""
+    union = np.zeros(sitk.GetArrayViewFromImage(gt).shape, dtype=np.uint8)
+    for path in parts:
+        mask = read_mask(path)
+        fg = sitk.GetImageFromArray(_fg(mask, label).astype(np.uint8))
+        fg.CopyInformation(mask)
+        on_gt = sitk.Resample(fg, gt, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        union |= sitk.GetArrayViewFromImage(on_gt).astype(np.uint8)
+    out = sitk.GetImageFromArray(union)
+    out.CopyInformation(gt)
+    return out
+
+
 def evaluate_paths(
     pred: Path,
     gt: Path,
@@ -283,6 +305,11 @@ def evaluate_paths(
     gt_label: int | None = None,
 ) -> tuple[list[CaseMetrics], list[str]]:
     """Evaluate one pair of mask files, or two folders whose masks are paired by file name.
+
+    In folder mode a truth file ``<name>.nii.gz`` without a prediction of that name is scored
+    against ``<name>_R.nii.gz`` + ``<name>_L.nii.gz`` when both exist (the per-stack outputs of a
+    split-bilateral study): each is resampled onto the truth grid (nearest neighbour) and their
+    union is compared.
 
     Parameters
     ----------
@@ -315,18 +342,29 @@ def evaluate_paths(
         return [evaluate_case(read_mask(pred), read_mask(gt), case=_case_name(gt), **labels)], []
     pf, gf = _mask_files(pred), _mask_files(gt)
     common = sorted(set(pf) & set(gf))
+    # split-bilateral outputs: truth tumor.nii.gz <- prediction tumor_R.nii.gz + tumor_L.nii.gz
+    split = {n: _split_pair(n, pf) for n in sorted(set(gf) - set(pf))}
+    split = {n: parts for n, parts in split.items() if parts}
+    used = set(common) | {q.name for parts in split.values() for q in parts}
     notes = []
-    if set(gf) - set(pf):
+    if split:
         notes.append(
-            f"{len(set(gf) - set(pf))} ground-truth file(s) have no prediction of the same name: "
-            + ", ".join(sorted(set(gf) - set(pf))[:5])
+            f"{len(split)} ground-truth file(s) scored against the union of the split-bilateral "
+            "stacks' predictions (<name>_R and <name>_L, resampled onto the truth grid): "
+            + ", ".join(sorted(split)[:5])
         )
-    if set(pf) - set(gf):
+    missing = set(gf) - set(pf) - set(split)
+    if missing:
         notes.append(
-            f"{len(set(pf) - set(gf))} prediction file(s) have no ground truth of the same name: "
-            + ", ".join(sorted(set(pf) - set(gf))[:5])
+            f"{len(missing)} ground-truth file(s) have no prediction of the same name: "
+            + ", ".join(sorted(missing)[:5])
         )
-    if not common:
+    if set(pf) - used:
+        notes.append(
+            f"{len(set(pf) - used)} prediction file(s) have no ground truth of the same name: "
+            + ", ".join(sorted(set(pf) - used)[:5])
+        )
+    if not common and not split:
         raise InputError(
             f"No file in {str(pred)!r} has the same name as a file in {str(gt)!r}; predictions "
             "and ground truths are paired by file name."
@@ -340,6 +378,12 @@ def evaluate_paths(
                 read_mask(pf[name]), read_mask(gf[name]), case=_case_name(gf[name]), **labels
             )
         )
+    for name, parts in split.items():
+        truth = read_mask(gf[name])
+        union = _union_on(parts, truth, pred_label if pred_label is not None else label)
+        gt_only = {"gt_label": gt_label if gt_label is not None else label}
+        rows.append(evaluate_case(union, truth, case=_case_name(gf[name]), **gt_only))
+    rows.sort(key=lambda r: r.case)
     return rows, notes
 
 

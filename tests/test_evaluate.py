@@ -265,3 +265,35 @@ def test_dicom_seg_prediction_with_pred_label(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["evaluate", str(seg), str(gt), "--json"])
     assert res.exit_code == 0 and "--pred-label" in res.stderr
     assert json.loads(res.stdout)["cases"][0]["dice"] < 0.5
+
+
+def test_split_bilateral_predictions_are_scored_as_their_union(tmp_path: Path) -> None:
+    """tumor_R + tumor_L (two stack grids with a gap) against one truth on the full grid."""
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "gt").mkdir()
+    shape = (10, 20, 40)
+    truth = np.zeros(shape, np.uint8)
+    truth[3:7, 5:15, 4:12] = 1  # in the right stack (x 0..15)
+    truth[3:7, 5:15, 28:34] = 1  # in the left stack (x 24..39)
+    _write(truth, tmp_path / "gt" / "tumor.nii.gz")
+    sx = SPACING[0]
+    right = _img(truth[:, :, :16].copy())
+    left = _img(truth[:, :, 24:].copy(), origin=(24 * sx, 0.0, 0.0))
+    left_arr = sitk.GetArrayFromImage(left)
+    left_arr[3:7, 5:15, 4:7] = 0  # the left prediction misses 3 of its 6 columns
+    left_pred = sitk.GetImageFromArray(left_arr)
+    left_pred.CopyInformation(left)
+    sitk.WriteImage(right, str(tmp_path / "pred" / "tumor_R.nii.gz"))
+    sitk.WriteImage(left_pred, str(tmp_path / "pred" / "tumor_L.nii.gz"))
+    _write(truth, tmp_path / "pred" / "other.nii.gz")  # no truth of that name
+    rows, notes = evaluate_paths(tmp_path / "pred", tmp_path / "gt")
+    assert [r.case for r in rows] == ["tumor"]
+    # truth: 4 x 10 x (8 + 6) voxels; prediction misses 4 x 10 x 3 of them
+    assert rows[0].dice == pytest.approx(2 * 440 / (560 + 440))
+    assert rows[0].precision == pytest.approx(1.0)
+    assert any("union" in n and "tumor.nii.gz" in n for n in notes)
+    assert any("other.nii.gz" in n for n in notes)
+    assert not any("tumor_R" in n for n in notes)  # used, not unpaired
+    (tmp_path / "pred" / "tumor_L.nii.gz").unlink()  # one stack alone is not a pair
+    with pytest.raises(InputError, match="same name"):
+        evaluate_paths(tmp_path / "pred", tmp_path / "gt")
