@@ -196,6 +196,38 @@ def n_windows(
     return n
 
 
+def _accumulate(
+    acc: np.ndarray,
+    wsum: np.ndarray,
+    group: Sequence[tuple[int, int, int]],
+    pred: np.ndarray,
+    patch: Sequence[int],
+    blend: str,
+    threshold: float,
+    weight: np.ndarray | None,
+    what: str,
+) -> None:
+    """Check a batch of window outputs and add them (blended per ``blend``) into acc / wsum."""
+    pz, py, px = patch
+    if pred.shape == (len(group), 1, pz, py, px):
+        pred = pred[:, 0]
+    if pred.shape != (len(group), pz, py, px):
+        raise ParameterError(
+            f"{what} returned shape {pred.shape} for a batch of {len(group)} windows of "
+            f"{tuple(patch)}; expected ({len(group)}, 1, {pz}, {py}, {px})."
+        )
+    if blend == "vote":
+        pred = (pred >= threshold).astype(np.float32)
+    for (z, y, x), p in zip(group, pred, strict=True):
+        sl = (slice(z, z + pz), slice(y, y + py), slice(x, x + px))
+        if weight is None:
+            acc[sl] += p
+            wsum[sl] += 1.0
+        else:
+            acc[sl] += p * weight
+            wsum[sl] += weight
+
+
 def sliding_window(
     volume: np.ndarray,
     predict: Predict,
@@ -287,23 +319,7 @@ def sliding_window(
         group = starts[b0 : b0 + batch_size]
         batch = np.stack([crop[..., z : z + pz, y : y + py, x : x + px] for z, y, x in group])
         pred = np.asarray(predict(batch), dtype=np.float32)
-        if pred.shape == (len(group), 1, pz, py, px):
-            pred = pred[:, 0]
-        if pred.shape != (len(group), pz, py, px):
-            raise ParameterError(
-                f"predict returned shape {pred.shape} for a batch of {len(group)} windows of "
-                f"{patch}; expected ({len(group)}, 1, {pz}, {py}, {px})."
-            )
-        if blend == "vote":
-            pred = (pred >= threshold).astype(np.float32)
-        for (z, y, x), p in zip(group, pred, strict=True):
-            sl = (slice(z, z + pz), slice(y, y + py), slice(x, x + px))
-            if weight is None:
-                acc[sl] += p
-                wsum[sl] += 1.0
-            else:
-                acc[sl] += p * weight
-                wsum[sl] += weight
+        _accumulate(acc, wsum, group, pred, patch, blend, threshold, weight, "predict")
         done += len(group)
         if progress is not None:
             progress(done / len(starts))
@@ -712,23 +728,7 @@ def sliding_window_features(
             "time_mask": np.repeat(tm[None], len(group), axis=0),
         }
         pred = np.asarray(head(feed), dtype=np.float32)
-        if pred.shape == (len(group), 1, pz, py, px):
-            pred = pred[:, 0]
-        if pred.shape != (len(group), pz, py, px):
-            raise ParameterError(
-                f"head returned shape {pred.shape} for a batch of {len(group)} windows of "
-                f"{patch}; expected ({len(group)}, 1, {pz}, {py}, {px})."
-            )
-        if blend == "vote":
-            pred = (pred >= threshold).astype(np.float32)
-        for (z, y, x), p in zip(group, pred, strict=True):
-            sl = (slice(z, z + pz), slice(y, y + py), slice(x, x + px))
-            if weight is None:
-                acc[sl] += p
-                wsum[sl] += 1.0
-            else:
-                acc[sl] += p * weight
-                wsum[sl] += weight
+        _accumulate(acc, wsum, group, pred, patch, blend, threshold, weight, "head")
         done += len(group)
         if progress is not None:
             progress(0.5 + 0.5 * done / len(starts))
