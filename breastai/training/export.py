@@ -147,29 +147,17 @@ def export_onnx(
     inputs = example_inputs(model, batch=1)
     in_names, out_names = _names(model)
     dynamic = {name: {0: "batch"} for name in (*in_names, *out_names)}
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=out_path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"Cannot write to {out_path.parent}: {exc}") from None
-    tmp = Path(tmp_name)
+    tmp = _export_graph(
+        model,
+        inputs,
+        out_path,
+        in_names=in_names,
+        out_names=out_names,
+        dynamic=dynamic,
+        opset=opset,
+    )
     diff = float("nan")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with torch.no_grad():
-                torch.onnx.export(
-                    model,
-                    inputs,
-                    str(tmp),
-                    input_names=in_names,
-                    output_names=out_names,
-                    dynamic_axes=dynamic,
-                    opset_version=opset,
-                    do_constant_folding=True,
-                    dynamo=False,
-                )
         if verify:
             diff = onnx_parity(model, tmp, batch=2)
             log.info("ONNX parity (batch 2): max |torch - onnxruntime| = %.3g", diff)
@@ -178,7 +166,6 @@ def export_onnx(
                     f"The exported ONNX model differs from torch by {diff:.3g} "
                     f"(allowed {atol:.1g}); the export is not usable."
                 )
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model file is meant to be shared
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
