@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from breastai.evaluate import evaluate_case
+from breastai.evaluate import evaluate_case, union_on_grid
 from breastai.phantom import LAYOUTS, ORIENTATIONS, PRESETS, make_demo_study
 from breastai.pipeline import Settings, load_models, segment_study
 
@@ -96,14 +96,7 @@ def read_mask(out_dir: Path, kind: str, truth: sitk.Image) -> sitk.Image:
     parts = [p for p in parts if "probability" not in p.name]
     if not parts:
         raise FileNotFoundError(f"No {kind} mask ({kind}.nii.gz or {kind}_R/L.nii.gz) in {out_dir}")
-    union = np.zeros(sitk.GetArrayViewFromImage(truth).shape, dtype=np.uint8)
-    for path in parts:
-        img = sitk.ReadImage(str(path))
-        on_truth = sitk.Resample(img, truth, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-        union |= (sitk.GetArrayViewFromImage(on_truth) > 0).astype(np.uint8)
-    out = sitk.GetImageFromArray(union)
-    out.CopyInformation(truth)
-    return out
+    return union_on_grid(parts, truth)
 
 
 def main() -> None:

@@ -56,6 +56,7 @@ __all__ = [
     "evaluate_paths",
     "metrics_csv",
     "surface_distances",
+    "union_on_grid",
     "write_csv",
 ]
 
@@ -282,8 +283,23 @@ def _split_pair(name: str, pf: dict[str, Path]) -> list[Path]:
     return [q for q in parts if q is not None] if all(parts) else []
 
 
-def _union_on(parts: Sequence[Path], gt: sitk.Image, label: int | None) -> sitk.Image:
-    """Per-stack masks resampled onto the truth grid (nearest neighbour) and combined (OR)."""
+def union_on_grid(parts: Sequence[Path], gt: sitk.Image, label: int | None = None) -> sitk.Image:
+    """Mask files (e.g. the per-stack masks of a split-bilateral study) on one grid, combined.
+
+    Parameters
+    ----------
+    parts:
+        Mask files (any grids).
+    gt:
+        The grid to resample onto (nearest neighbour), usually the ground truth.
+    label:
+        Foreground label in the files (None: any non-zero value).
+
+    Returns
+    -------
+    SimpleITK.Image
+        uint8 0/1 union on ``gt``'s grid.
+    """
     union = np.zeros(sitk.GetArrayViewFromImage(gt).shape, dtype=np.uint8)
     for path in parts:
         mask = read_mask(path)
@@ -380,7 +396,7 @@ def evaluate_paths(
         )
     for name, parts in split.items():
         truth = read_mask(gf[name])
-        union = _union_on(parts, truth, pred_label if pred_label is not None else label)
+        union = union_on_grid(parts, truth, pred_label if pred_label is not None else label)
         gt_only = {"gt_label": gt_label if gt_label is not None else label}
         rows.append(evaluate_case(union, truth, case=_case_name(gf[name]), **gt_only))
     rows.sort(key=lambda r: r.case)
