@@ -72,22 +72,45 @@ def _make_demo(work: Path, i: int, *, layout: str, preset: str, orientation: str
 
 
 def child_ours(
-    cases: list[str], out: str, threads: int, tumor: str | None, breast: str | None = None
+    cases: list[str],
+    out: str,
+    threads: int,
+    tumor: str | None,
+    breast: str | None = None,
+    runtime: str = "auto",
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     from breastai.pipeline import Settings, load_models, segment_study
 
     settings = Settings(
-        device="cpu", threads=threads, weights=tumor, breast_weights=breast, force=True
+        device="cpu",
+        threads=threads,
+        weights=tumor,
+        breast_weights=breast,
+        force=True,
+        runtime=runtime,
+        precision=precision,
     )
     t0 = time.perf_counter()
     models = load_models(settings)
     load_s = time.perf_counter() - t0
     rows = []
     for c in cases:
-        res = segment_study(Path(c) / "dicom", out_dir=Path(out), settings=settings, models=models)
+        # every case's study folder is called dicom: one output folder per case
+        res = segment_study(
+            Path(c) / "dicom", out_dir=Path(out) / Path(c).name, settings=settings, models=models
+        )
         man = json.loads((res.out_dir / "manifest.json").read_text())
-        rows.append({"case": Path(c).name, "timings": res.timings_s, "windows": man["windows"]})
-    return {"load_models_s": load_s, "rows": rows, "peak_rss_mb": _rss_mb()}
+        rows.append(
+            {
+                "case": Path(c).name,
+                "timings": res.timings_s,
+                "windows": man["windows"],
+                "provider": man["device"]["provider"],
+                "out_dir": str(res.out_dir),
+            }
+        )
+    return {"load_models_s": load_s, "rows": rows, "peak_rss_mb": _hwm_mb()}
 
 
 # ----------------------------------------------------------------------------- child: naive
@@ -173,7 +196,7 @@ def child_naive(
                 },
             }
         )
-    return {"engine": engine, "rows": rows, "peak_rss_mb": _rss_mb()}
+    return {"engine": engine, "rows": rows, "peak_rss_mb": _hwm_mb()}
 
 
 def _child(mode: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -253,32 +276,11 @@ def seed_size(
     tumor_ckpt: str | None = None,
     n_cases: int = 6,
 ) -> list[str]:
-    import hashlib
-
     if reuse:  # per-window vs encoder-feature reuse (+ a small trained network if given)
         case = _make_demo(work, 0, layout="ge", preset="default", orientation="axial")
         return _seed_size_reuse(work, case, threads, tumor_ckpt, n_cases)
 
-    import torch
-
-    from breastai.training.export import export_onnx
-    from breastai.training.networks import SeedTumorConfig, SeedTumorNet
-
-    folder = work / "seed-size"
-    folder.mkdir(parents=True, exist_ok=True)
-    onnx_path = folder / "seed-size-random.onnx"
-    if not onnx_path.exists():
-        torch.manual_seed(0)
-        net = SeedTumorNet(SeedTumorConfig()).eval()
-        export_onnx(net, onnx_path, force=True, verify=False)
-    sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
-    onnx_path.with_suffix(".toml").write_text(
-        "[models.seed-size-random]\n"
-        'task = "tumor"\nfilename = "seed-size-random.onnx"\n'
-        f'sha256 = "{sha}"\ndemo = true\narchitecture = "seed-tumor"\n'
-        "patch_zyx = [32, 96, 96]\nstride_zyx = [16, 48, 48]\nspacing_zyx = [1.0, 1.0, 1.0]\n"
-        'phase_slots = 6\nnormalisation = "seed"\nblending = "vote"\nthreshold = 0.5\n'
-    )
+    onnx_path = seed_size_model(work)
     case = _make_demo(work, 0, layout="ge", preset="default", orientation="axial")
     if not full:
         return _seed_size_estimate(case, onnx_path, threads)
@@ -307,6 +309,34 @@ def seed_size(
         "",
         "Goal <= 90 s per case on 2 cores.",
     ]
+
+
+def seed_size_model(work: Path) -> Path:
+    """The authors' full-size network with seeded random weights as ONNX (702 MB; made once per
+    work folder, with a model card beside it: the seed's 32x96x96 windows at 1 mm, vote)."""
+    import hashlib
+
+    import torch
+
+    from breastai.training.export import export_onnx
+    from breastai.training.networks import SeedTumorConfig, SeedTumorNet
+
+    folder = work / "seed-size"
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx_path = folder / "seed-size-random.onnx"
+    if not onnx_path.exists():
+        torch.manual_seed(0)
+        net = SeedTumorNet(SeedTumorConfig()).eval()
+        export_onnx(net, onnx_path, force=True, verify=False)
+    sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    onnx_path.with_suffix(".toml").write_text(
+        "[models.seed-size-random]\n"
+        'task = "tumor"\nfilename = "seed-size-random.onnx"\n'
+        f'sha256 = "{sha}"\ndemo = true\narchitecture = "seed-tumor"\n'
+        "patch_zyx = [32, 96, 96]\nstride_zyx = [16, 48, 48]\nspacing_zyx = [1.0, 1.0, 1.0]\n"
+        'phase_slots = 6\nnormalisation = "seed"\nblending = "vote"\nthreshold = 0.5\n'
+    )
+    return onnx_path
 
 
 def _seed_size_estimate(case: Path, onnx_path: Path, threads: int) -> list[str]:

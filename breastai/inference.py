@@ -1,4 +1,5 @@
-"""Model execution: the ONNX Runtime session (CUDA or CPU) and the pure sliding-window function.
+"""Model execution: the model session (ONNX Runtime on CUDA or CPU, or OpenVINO on the CPU) and the
+pure sliding-window function.
 
 Axis contract: see :mod:`breastai.study`. A window batch is ``(B, C, D, H, W)`` for single-input
 models (breast: ``image``) and ``(B, S, C, D, H, W)`` for the tumor model (``phases``, plus a
@@ -7,6 +8,13 @@ models (breast: ``image``) and ``(B, S, C, D, H, W)`` for the tumor model (``pha
 
 :func:`sliding_window` never sees a session: it takes a ``predict`` callable (numpy in, numpy out),
 so it is tested with plain functions. :class:`OnnxModel` is the only stateful class.
+
+Runtimes (``runtime``): ONNX Runtime runs every model on CUDA or CPU. On the CPU, OpenVINO (the
+optional ``openvino`` extra) runs the same ``.onnx`` file 1.0-1.6x faster in float32 (the larger the
+network, the larger the gain; bench/RESULTS.md) and, with ``precision="bf16"`` on a CPU with
+native bfloat16 (AVX512-BF16 or AMX), about 3x faster with slightly different probabilities.
+``runtime="auto"`` uses CUDA when a session really gets it, else OpenVINO when installed, else
+ONNX Runtime's CPU provider; the choice is reported in ``OnnxModel.provider``.
 
 :func:`sliding_window_features` is the encoder-feature-reuse variant for the seed tumor network
 exported as two files (``breastai.training.export.export_feature_onnx``): the shared encoder runs
@@ -49,6 +57,9 @@ __all__ = [
     "ENCODER_BLOCK_VOXELS",
     "ENCODER_HALO",
     "FEATURE_ALIGN",
+    "OPENVINO_CPU",
+    "PRECISIONS",
+    "RUNTIMES",
     "DeviceUnavailableError",
     "EncodeFn",
     "FeatureGrid",
@@ -60,7 +71,10 @@ __all__ = [
     "feature_predictors",
     "gaussian_weights",
     "n_windows",
+    "openvino_available",
     "parse_device",
+    "parse_precision",
+    "parse_runtime",
     "sliding_window",
     "sliding_window_features",
     "window_starts",
@@ -69,6 +83,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BLEND_MODES = ("vote", "mean", "gaussian")
+#: ``runtime`` values of :class:`OnnxModel`.
+RUNTIMES = ("auto", "onnxruntime", "openvino")
+#: ``precision`` values of :class:`OnnxModel` (``bf16`` only with OpenVINO on the CPU).
+PRECISIONS = ("fp32", "bf16")
+#: :attr:`OnnxModel.provider` of a model running on OpenVINO's CPU plugin.
+OPENVINO_CPU = "OpenVINO:CPU"
 
 #: cuDNN convolution algorithm search used on CUDA. HEURISTIC picks kernels from cuDNN's
 #: heuristics without benchmarking. EXHAUSTIVE benchmarks every algorithm for every 3-D conv shape
@@ -766,11 +786,47 @@ def parse_device(device: str) -> tuple[str, int]:
     )
 
 
+def parse_runtime(runtime: str) -> str:
+    """Check a ``runtime`` value (one of :data:`RUNTIMES`).
+
+    Raises
+    ------
+    ParameterError
+        Anything else.
+    """
+    r = runtime.strip().lower()
+    if r not in RUNTIMES:
+        raise ParameterError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}.")
+    return r
+
+
+def parse_precision(precision: str) -> str:
+    """Check a ``precision`` value (one of :data:`PRECISIONS`).
+
+    Raises
+    ------
+    ParameterError
+        Anything else.
+    """
+    p = precision.strip().lower()
+    if p not in PRECISIONS:
+        raise ParameterError(
+            f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}."
+        )
+    return p
+
+
 def _is_oom(exc: BaseException) -> bool:
     msg = str(exc).lower()
     return any(
         k in msg
-        for k in ("out of memory", "failed to allocate", "bfcarena", "cudaerrormemoryallocation")
+        for k in (
+            "out of memory",
+            "failed to allocate",
+            "bfcarena",
+            "cudaerrormemoryallocation",
+            "bad_alloc",
+        )
     )
 
 
@@ -780,8 +836,91 @@ class _Session:
     provider: str
 
 
+def openvino_available() -> bool:
+    """Whether the optional OpenVINO runtime (``pip install 'breastai[openvino]'``) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def _openvino_cpu_capabilities(core: Any) -> list[str]:
+    """OpenVINO's CPU plugin capabilities (``FP32``, ``BF16``, ``INT8``, ...)."""
+    return [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+
+
+@dataclass(frozen=True)
+class _Port:
+    """Name and shape of a model input or output (ONNX Runtime's NodeArg has the same two)."""
+
+    name: str
+    shape: tuple[int | str, ...]
+
+
+class _OpenVinoSession:
+    """An OpenVINO CPU model with the three methods of an ONNX Runtime session that breastai uses
+    (``get_inputs``, ``get_outputs``, ``run``), so :class:`OnnxModel` treats both alike.
+
+    Raises
+    ------
+    WeightsError
+        OpenVINO cannot read or compile the file.
+    DeviceUnavailableError
+        ``bf16`` was asked for on a CPU without native bfloat16.
+    """
+
+    def __init__(self, path: Path, *, threads: int, precision: str) -> None:
+        import importlib.metadata as md
+
+        import openvino as ov
+
+        core = ov.Core()
+        if precision == "bf16":
+            caps = _openvino_cpu_capabilities(core)
+            if "BF16" not in caps:
+                raise DeviceUnavailableError(
+                    "--precision bf16 needs a CPU with native bfloat16 (AVX512-BF16 or AMX); "
+                    f"this CPU offers {', '.join(caps) or 'none'}; use --precision fp32."
+                )
+        # f32 is set explicitly: on bf16-capable CPUs OpenVINO would otherwise default to bf16.
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        if threads > 0:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            self._compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
+            raise WeightsError(
+                f"OpenVINO could not load {path.name}: {str(exc).strip().splitlines()[0][:300]} "
+                "(re-download or re-export the model, or use --runtime onnxruntime)."
+            ) from exc
+        self._request = self._compiled.create_infer_request()
+        self._outputs = {o.get_any_name(): o for o in self._compiled.outputs}
+        try:
+            self.version = md.version("openvino")
+        except md.PackageNotFoundError:
+            self.version = str(ov.get_version())
+
+    @staticmethod
+    def _port(port: Any) -> _Port:
+        dims = tuple(int(d.get_length()) if d.is_static else "?" for d in port.get_partial_shape())
+        return _Port(port.get_any_name(), dims)
+
+    def get_inputs(self) -> list[_Port]:
+        return [self._port(i) for i in self._compiled.inputs]
+
+    def get_outputs(self) -> list[_Port]:
+        return [self._port(o) for o in self._compiled.outputs]
+
+    def run(self, names: Sequence[str], feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        res = self._request.infer({k: np.ascontiguousarray(v) for k, v in feed.items()})
+        return [np.array(res[self._outputs[n]], dtype=np.float32, copy=True) for n in names]
+
+
 class OnnxModel:
-    """An ONNX Runtime session on CUDA or CPU, with CPU fallback and out-of-memory retries.
+    """One model on CUDA (ONNX Runtime) or the CPU (OpenVINO or ONNX Runtime), with CPU fallback and
+    out-of-memory retries.
 
     Parameters
     ----------
@@ -791,7 +930,14 @@ class OnnxModel:
         ``"auto"`` (CUDA if a session really gets the CUDA provider, else CPU with a notice),
         ``"cpu"``, or ``"cuda"`` / ``"cuda:N"`` (an error when CUDA cannot be used).
     threads:
-        CPU intra-op threads (0 = ONNX Runtime's default, one per physical core).
+        CPU threads (0 = the runtime's default, one per physical core).
+    runtime:
+        ``"auto"`` (ONNX Runtime on CUDA; on the CPU OpenVINO when installed, else ONNX Runtime),
+        ``"onnxruntime"`` or ``"openvino"`` (CPU only; an error when it is not installed).
+    precision:
+        ``"fp32"`` (default) or ``"bf16"``: OpenVINO on a CPU with native bfloat16 only (about
+        3x faster; probabilities differ by up to a few 1e-2, see bench/RESULTS.md). ``bf16``
+        implies the CPU, also with ``device="auto"`` (a notice says so).
     cudnn_conv_algo_search:
         ``"HEURISTIC"`` (default, see :data:`CUDNN_CONV_ALGO_SEARCH`), ``"EXHAUSTIVE"`` or
         ``"DEFAULT"``.
@@ -806,7 +952,8 @@ class OnnxModel:
     Attributes
     ----------
     provider:
-        ``"CUDAExecutionProvider"`` or ``"CPUExecutionProvider"``: what the session really got.
+        ``"CUDAExecutionProvider"``, ``"CPUExecutionProvider"`` or :data:`OPENVINO_CPU`: what the
+        session really got.
     notices:
         One-line notices for the user (CPU fallback, batch reductions); the library never prints.
     max_batch:
@@ -815,11 +962,12 @@ class OnnxModel:
     Raises
     ------
     DeviceUnavailableError
-        ``cuda`` was requested and ONNX Runtime could not create a CUDA session.
+        ``cuda`` was requested and ONNX Runtime could not create a CUDA session; OpenVINO was
+        requested and is not installed; ``bf16`` on a CPU without native bfloat16.
     WeightsError
         The file cannot be loaded as an ONNX model.
     ParameterError
-        A bad ``device`` string.
+        A bad ``device``, ``runtime`` or ``precision``, or OpenVINO / bf16 with ``device="cuda"``.
     """
 
     def __init__(
@@ -828,6 +976,8 @@ class OnnxModel:
         *,
         device: str = "auto",
         threads: int = 0,
+        runtime: str = "auto",
+        precision: str = "fp32",
         cudnn_conv_algo_search: str = CUDNN_CONV_ALGO_SEARCH,
         warmup: Mapping[str, np.ndarray] | None = None,
         cpu_mem_arena: bool = True,
@@ -836,6 +986,14 @@ class OnnxModel:
         self.cpu_mem_arena = bool(cpu_mem_arena)
         self.kind, self.device_id = parse_device(device)
         self.threads = int(threads)
+        self.runtime_choice = parse_runtime(runtime)
+        self.precision = parse_precision(precision)
+        if self.kind == "cuda" and (self.runtime_choice == "openvino" or self.precision == "bf16"):
+            raise ParameterError(
+                f"--runtime {self.runtime_choice} --precision {self.precision} runs on the CPU "
+                "only, but --device cuda was given; use --device cpu, or --runtime onnxruntime "
+                "--precision fp32 for CUDA."
+            )
         self.cudnn_conv_algo_search = cudnn_conv_algo_search.upper()
         if self.cudnn_conv_algo_search not in ("HEURISTIC", "EXHAUSTIVE", "DEFAULT"):
             raise ParameterError(
@@ -851,7 +1009,7 @@ class OnnxModel:
         self.input_shapes: tuple[tuple[Any, ...], ...] = tuple(tuple(i.shape) for i in inputs)
         outputs = self._s.session.get_outputs()
         self.output_name: str = outputs[0].name
-        if warmup is not None and self.provider == "CUDAExecutionProvider":
+        if warmup is not None and self.on_gpu:
             t0 = time.perf_counter()
             self.run(warmup)
             self.warmup_s = time.perf_counter() - t0
@@ -865,7 +1023,26 @@ class OnnxModel:
     @property
     def device(self) -> str:
         """``"cuda:N"`` or ``"cpu"``."""
-        return f"cuda:{self.device_id}" if self.provider == "CUDAExecutionProvider" else "cpu"
+        return f"cuda:{self.device_id}" if self.on_gpu else "cpu"
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether the session runs on a CUDA GPU."""
+        return self.provider == "CUDAExecutionProvider"
+
+    @property
+    def runtime(self) -> str:
+        """``"onnxruntime"`` or ``"openvino"``: what runs the model."""
+        return "openvino" if self.provider == OPENVINO_CPU else "onnxruntime"
+
+    @property
+    def runtime_version(self) -> str:
+        """Version of the runtime that runs the model."""
+        if isinstance(self._s.session, _OpenVinoSession):
+            return self._s.session.version
+        import onnxruntime as ort
+
+        return str(ort.__version__)
 
     def _options(self) -> Any:
         import onnxruntime as ort
@@ -894,12 +1071,35 @@ class OnnxModel:
         finally:
             ort.set_default_logger_severity(2)
 
+    def _create_cpu(self) -> _Session:
+        """The CPU session: OpenVINO when asked for (or installed, under ``auto``), else ORT."""
+        ov = self.runtime_choice == "openvino" or self.precision == "bf16"
+        if ov and not openvino_available():
+            raise DeviceUnavailableError(
+                f"--runtime {self.runtime_choice} --precision {self.precision} needs OpenVINO, "
+                "which is not installed; install it with pip install 'breastai[openvino]', or "
+                "use --runtime onnxruntime --precision fp32."
+            )
+        if ov or (self.runtime_choice == "auto" and openvino_available()):
+            if not self.path.is_file():
+                raise WeightsError(f"Model file {self.path} does not exist.")
+            sess = _OpenVinoSession(self.path, threads=self.threads, precision=self.precision)
+            return _Session(sess, OPENVINO_CPU)
+        return _Session(self._create_session(["CPUExecutionProvider"]), "CPUExecutionProvider")
+
     def _create(self) -> _Session:
         import onnxruntime as ort
 
         cpu = ["CPUExecutionProvider"]
         if self.kind == "cpu":
-            return _Session(self._create_session(cpu), "CPUExecutionProvider")
+            return self._create_cpu()
+        if self.runtime_choice == "openvino" or self.precision == "bf16":
+            if self.kind == "auto":
+                self.notices.append(
+                    f"Running on the CPU: --runtime {self.runtime_choice} --precision "
+                    f"{self.precision} runs there only."
+                )
+            return self._create_cpu()
         available = ort.get_available_providers()
         reason = ""
         if "CUDAExecutionProvider" in available:
@@ -924,14 +1124,17 @@ class OnnxModel:
                 "use --device cpu or --device auto."
             )
         self.notices.append(f"Running on CPU: {reason}.")
-        if sess is None:
-            sess = self._create_session(cpu)
+        if sess is None or (self.runtime_choice == "auto" and openvino_available()):
+            return self._create_cpu()
         return _Session(sess, "CPUExecutionProvider")
 
     def _fallback_to_cpu(self, why: str) -> None:
-        self._s = _Session(self._create_session(["CPUExecutionProvider"]), "CPUExecutionProvider")
+        self._s = self._create_cpu()
         self.notices.append(f"Continued on CPU: {why}.")
         log.warning("OnnxModel %s: continued on CPU: %s", self.path.name, why)
+
+    def _runtime_name(self) -> str:
+        return "OpenVINO" if self.runtime == "openvino" else "ONNX Runtime"
 
     # -- running
     def _run_once(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -965,8 +1168,9 @@ class OnnxModel:
                 shapes = {k: tuple(v.shape) for k, v in feed.items()}
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
                 raise WeightsError(
-                    f"ONNX Runtime could not run {self.path.name} on inputs {shapes} ({first}); "
-                    "check that the model card's patch size and phase slots match this model."
+                    f"{self._runtime_name()} could not run {self.path.name} on inputs {shapes} "
+                    f"({first}); check that the model card's patch size and phase slots match "
+                    "this model."
                 ) from exc
             if n > 1:
                 self.max_batch = max(1, n // 2)
@@ -975,7 +1179,7 @@ class OnnxModel:
                 )
                 log.warning("OnnxModel %s: out of memory at batch %d", self.path.name, n)
                 return self.run(feed)
-            if self.provider != "CPUExecutionProvider":
+            if self.on_gpu:
                 self._fallback_to_cpu("GPU out of memory with one window per batch")
                 return self._run_once(feed)
             raise DeviceUnavailableError(
@@ -1054,8 +1258,8 @@ class OnnxModel:
                     f"{self.device}; use smaller encoder blocks or per-window inference."
                 ) from exc
             raise WeightsError(
-                f"ONNX Runtime could not run {self.path.name} on inputs {shapes} ({first}); "
-                "check that the model files belong together and match the model card."
+                f"{self._runtime_name()} could not run {self.path.name} on inputs {shapes} "
+                f"({first}); check that the model files belong together and match the model card."
             ) from exc
         return {n: np.asarray(o, dtype=np.float32) for n, o in zip(names, out, strict=True)}
 

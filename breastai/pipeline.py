@@ -89,7 +89,11 @@ class Settings:
     batch_size:
         Windows per model call; None = 1 on CPU (no gain from more on few cores), 4 on CUDA.
     threads:
-        CPU threads for ONNX Runtime (0 = its default).
+        CPU threads of the runtime (0 = its default).
+    runtime:
+        ``auto`` | ``onnxruntime`` | ``openvino`` (see :class:`breastai.inference.OnnxModel`).
+    precision:
+        ``fp32`` | ``bf16`` (bf16: OpenVINO on a CPU with native bfloat16; outputs differ a little).
     dce_series:
         DICOM SeriesInstanceUIDs (or numbers) of the DCE acquisition, overriding the reader.
     min_volume_mm3:
@@ -112,6 +116,8 @@ class Settings:
     force: bool = False
     batch_size: int | None = None
     threads: int = 0
+    runtime: str = "auto"
+    precision: str = "fp32"
     dce_series: tuple[str, ...] = ()
     min_volume_mm3: float = 10.0
     roi_margin_mm: float = 8.0
@@ -120,9 +126,16 @@ class Settings:
     cudnn_conv_algo_search: str = "HEURISTIC"
 
     def __post_init__(self) -> None:
-        from breastai.inference import BLEND_MODES, parse_device
+        from breastai.inference import BLEND_MODES, parse_device, parse_precision, parse_runtime
 
-        parse_device(self.device)
+        kind, _ = parse_device(self.device)
+        runtime, precision = parse_runtime(self.runtime), parse_precision(self.precision)
+        if kind == "cuda" and (runtime == "openvino" or precision == "bf16"):
+            raise ParameterError(
+                f"--runtime {runtime} --precision {precision} runs on the CPU only, but --device "
+                f"{self.device} was given; use --device cpu, or --runtime onnxruntime --precision "
+                "fp32 for CUDA."
+            )
         if self.blend is not None and self.blend not in BLEND_MODES:
             raise ParameterError(f"--blend must be one of {BLEND_MODES}, got {self.blend!r}.")
         if self.batch_size is not None and self.batch_size < 1:
@@ -156,6 +169,7 @@ class SegmentResult:
     breast_volume_ml: float | None = None
     device: str | None = None
     provider: str | None = None
+    precision: str | None = None
     demo_weights: bool | None = None
     notices: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -209,6 +223,16 @@ class LoadedModels:
     def device(self) -> str:
         return str(self.tumor.session.device)
 
+    @property
+    def precision(self) -> str:
+        return str(self.tumor.session.precision)
+
+    @property
+    def runtime(self) -> str:
+        """``onnxruntime 1.x`` / ``openvino 2026.x``: what ran the models."""
+        s = self.tumor.session
+        return f"{s.runtime} {s.runtime_version}"
+
     def notices(self) -> list[str]:
         seen: list[str] = []
         for m in (self.breast, self.tumor):
@@ -242,9 +266,11 @@ def load_models(settings: Settings) -> LoadedModels:
             resolved.path,
             device=settings.device,
             threads=settings.threads,
+            runtime=settings.runtime,
+            precision=settings.precision,
             cudnn_conv_algo_search=settings.cudnn_conv_algo_search,
         )
-        if session.provider == "CUDAExecutionProvider":
+        if session.on_gpu:
             b = _batch(settings, session.provider)
             feed = {"image": np.zeros((b, 1, *card.patch_zyx), np.float32)}
             if task == "tumor":
@@ -578,6 +604,7 @@ def _versions() -> dict[str, str]:
         "SimpleITK",
         "onnxruntime-gpu",
         "onnxruntime",
+        "openvino",
         "pydicom",
         "highdicom",
         "scipy",
@@ -715,6 +742,8 @@ def _write_outputs(
             "requested": settings.device,
             "used": models.device,
             "provider": models.provider,
+            "runtime": models.runtime,
+            "precision": models.precision,
             "notices": models.notices(),
         },
         "reference_phase": study.reference_index,
@@ -806,6 +835,7 @@ def _run(
         breast_volume_ml=round(s["breast_volume_ml"], 4),
         device=models.device,
         provider=models.provider,
+        precision=models.precision,
         demo_weights=manifest["demo_weights"],
         notices=models.notices() + [note for c in comps for note in c.notes],
         timings_s={k: round(v, 4) for k, v in prep.timings.items()},

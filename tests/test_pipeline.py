@@ -13,6 +13,7 @@ from segment_factory import image_from_array, make_model_pair, study_from_info, 
 
 from breastai import RESEARCH_NOTICE
 from breastai.errors import InputError, OutputError, OutputExistsError, ParameterError
+from breastai.inference import OPENVINO_CPU, openvino_available
 from breastai.pipeline import STAGES, Settings, segment_studies, segment_study
 from breastai.study import Phase, Study
 
@@ -99,7 +100,10 @@ def test_dicom_end_to_end(models, dicom_study, tmp_path: Path) -> None:
     assert manifest["models"]["tumor"]["name"] == "tiny-tumor"
     assert len(manifest["models"]["tumor"]["sha256"]) == 64
     assert manifest["demo_weights"] is True
-    assert manifest["device"]["provider"] == "CPUExecutionProvider"
+    ov = openvino_available()  # auto on the CPU: OpenVINO when installed
+    assert manifest["device"]["provider"] == (OPENVINO_CPU if ov else "CPUExecutionProvider")
+    assert manifest["device"]["runtime"].startswith("openvino " if ov else "onnxruntime ")
+    assert manifest["device"]["precision"] == "fp32" == res.precision
     assert [p["time_s"] for p in manifest["phases"]] == pytest.approx([0, 60, 120])
     assert manifest["time_mask"] == [1, 1, 1, 0, 0, 0]
     assert set(manifest["timings_s"]) >= set(STAGES) | {"total"}
@@ -217,6 +221,64 @@ def test_settings_validation() -> None:
     with pytest.raises(ParameterError):
         Settings(batch_size=0)
     assert Settings().to_dict()["use_breast_mask"] is True
+    bad: list[dict[str, str]] = [
+        {"runtime": "ort"},
+        {"precision": "fp16"},
+        {"device": "cuda", "runtime": "openvino"},
+    ]
+    for kw in bad:
+        with pytest.raises(ParameterError):
+            Settings(**kw)
+
+
+def _cpu_bf16() -> bool:
+    if not openvino_available():
+        return False
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not openvino_available(), reason="OpenVINO (the [openvino] extra) is absent")
+def test_bundled_demo_models_give_the_same_masks_on_onnxruntime_and_openvino(
+    tmp_path: Path,
+) -> None:
+    from breastai.phantom import make_demo_study
+
+    study = make_demo_study(tmp_path / "study", layout="siemens", seed=5, decoys=False)
+    runs = [("onnxruntime", "fp32"), ("openvino", "fp32")]
+    if _cpu_bf16():
+        runs.append(("openvino", "bf16"))
+    masks: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    for runtime, precision in runs:
+        out = tmp_path / f"{runtime}-{precision}"
+        res = segment_study(
+            study / "dicom",
+            out_dir=out,
+            settings=Settings(
+                device="cpu",
+                runtime=runtime,
+                precision=precision,
+                weights_file=tmp_path / "none.toml",
+                write_seg=False,
+                write_preview=False,
+            ),
+        )
+        assert res.ok and res.precision == precision, res.error
+        masks[runtime, precision] = {
+            k: sitk.GetArrayFromImage(sitk.ReadImage(str(res.out_dir / f"{k}.nii.gz")))
+            for k in ("breast", "tumor")
+        }
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(study / "truth" / "tumor.nii.gz")))
+    ref = masks["onnxruntime", "fp32"]
+    assert _dice(ref["tumor"], truth) > 0.5  # the demo model finds the lesion at all
+    for key, got in masks.items():
+        for k in ("breast", "tumor"):
+            # float32 on both runtimes: probabilities agree to ~1e-6, so at most a handful of
+            # voxels at exactly the threshold may differ; bfloat16 moves boundaries a little
+            floor = 0.999 if key[1] == "fp32" else 0.95
+            assert _dice(got[k], ref[k]) >= floor, (key, k, _dice(got[k], ref[k]))
 
 
 def test_blend_override_and_missing_breast(models, tmp_path: Path) -> None:

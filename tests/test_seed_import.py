@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from breastai.errors import WeightsError  # noqa: E402
+from breastai.inference import OPENVINO_CPU, OnnxModel, openvino_available  # noqa: E402
 
 pytestmark = pytest.mark.train
 
@@ -177,6 +178,17 @@ def test_import_exports_onnx_matching_golden(golden: Path, cases, tmp_path: Path
         )[0]
         # 1e-3: agreed tolerance between the reference and ONNX Runtime CPU kernels
         assert float(np.abs(got - cases[f"case{i}_output"]).max()) <= 1e-3
+    if openvino_available():  # the same file on OpenVINO's CPU plugin (float32), same tolerance
+        ov_model = OnnxModel(out, device="cpu", runtime="openvino")
+        assert ov_model.provider == OPENVINO_CPU
+        for i in range(3):
+            got = ov_model.run(
+                {
+                    "phases": cases[f"case{i}_phases"].astype(np.float32),
+                    "time_mask": cases[f"case{i}_time_mask"].astype(np.float32),
+                }
+            )
+            assert float(np.abs(got - cases[f"case{i}_output"]).max()) <= 1e-3
     card = load_registry(wf)["golden-seed"]
     assert card.task == "tumor" and card.sha256 == res.sha256 and not card.demo
     assert card.normalisation == "seed" and card.blending == "vote"
