@@ -10,9 +10,9 @@ models (breast: ``image``) and ``(B, S, C, D, H, W)`` for the tumor model (``pha
 so it is tested with plain functions. :class:`OnnxModel` is the only stateful class.
 
 Runtimes (``runtime``): ONNX Runtime runs every model on CUDA or CPU. On the CPU, OpenVINO (the
-optional ``openvino`` extra) runs the same ``.onnx`` file 1.0-1.6x faster in float32 (the larger the
-network, the larger the gain; bench/RESULTS.md) and, with ``precision="bf16"`` on a CPU with
-native bfloat16 (AVX512-BF16 or AMX), about 3x faster with slightly different probabilities.
+optional ``openvino`` extra) runs the same ``.onnx`` files with the same masks, 1.2-1.4x faster
+per study in float32 on 2 cores, and with ``precision="bf16"`` on a CPU with native bfloat16
+(AVX512-BF16 or AMX) 1.9-2.2x faster, with slightly different probabilities (bench/RESULTS.md).
 ``runtime="auto"`` uses CUDA when a session really gets it, else OpenVINO when installed, else
 ONNX Runtime's CPU provider; the choice is reported in ``OnnxModel.provider``.
 
@@ -38,6 +38,7 @@ Blending modes (``blend``):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -836,11 +837,15 @@ class _Session:
     provider: str
 
 
+@functools.cache
 def openvino_available() -> bool:
-    """Whether the optional OpenVINO runtime (``pip install 'breastai[openvino]'``) is installed."""
-    import importlib.util
-
-    return importlib.util.find_spec("openvino") is not None
+    """Whether the optional OpenVINO runtime (``pip install 'breastai[openvino]'``) is installed
+    and imports (a broken install counts as absent: ``auto`` then uses ONNX Runtime)."""
+    try:
+        import openvino  # noqa: F401
+    except Exception:  # ImportError, or a native library that fails to load
+        return False
+    return True
 
 
 def _openvino_cpu_capabilities(core: Any) -> list[str]:
@@ -988,11 +993,10 @@ class OnnxModel:
         self.threads = int(threads)
         self.runtime_choice = parse_runtime(runtime)
         self.precision = parse_precision(precision)
-        if self.kind == "cuda" and (self.runtime_choice == "openvino" or self.precision == "bf16"):
+        if self.kind == "cuda" and self._cpu_only():
             raise ParameterError(
-                f"--runtime {self.runtime_choice} --precision {self.precision} runs on the CPU "
-                "only, but --device cuda was given; use --device cpu, or --runtime onnxruntime "
-                "--precision fp32 for CUDA."
+                f"{self._cpu_only()} runs on the CPU only (OpenVINO), but --device {device} was "
+                "given; use --device cpu, or leave the option out for CUDA."
             )
         self.cudnn_conv_algo_search = cudnn_conv_algo_search.upper()
         if self.cudnn_conv_algo_search not in ("HEURISTIC", "EXHAUSTIVE", "DEFAULT"):
@@ -1071,14 +1075,22 @@ class OnnxModel:
         finally:
             ort.set_default_logger_severity(2)
 
+    def _cpu_only(self) -> str:
+        """The options that need OpenVINO on the CPU, as the user wrote them ('' if none)."""
+        opts = []
+        if self.runtime_choice == "openvino":
+            opts.append("--runtime openvino")
+        if self.precision == "bf16":
+            opts.append("--precision bf16")
+        return " with ".join(opts)
+
     def _create_cpu(self) -> _Session:
         """The CPU session: OpenVINO when asked for (or installed, under ``auto``), else ORT."""
-        ov = self.runtime_choice == "openvino" or self.precision == "bf16"
+        ov = bool(self._cpu_only())
         if ov and not openvino_available():
             raise DeviceUnavailableError(
-                f"--runtime {self.runtime_choice} --precision {self.precision} needs OpenVINO, "
-                "which is not installed; install it with pip install 'breastai[openvino]', or "
-                "use --runtime onnxruntime --precision fp32."
+                f"{self._cpu_only()} needs OpenVINO, which is not installed; install it with "
+                "pip install 'breastai[openvino]', or leave the option out (ONNX Runtime, fp32)."
             )
         if ov or (self.runtime_choice == "auto" and openvino_available()):
             if not self.path.is_file():
@@ -1093,11 +1105,10 @@ class OnnxModel:
         cpu = ["CPUExecutionProvider"]
         if self.kind == "cpu":
             return self._create_cpu()
-        if self.runtime_choice == "openvino" or self.precision == "bf16":
+        if self._cpu_only():
             if self.kind == "auto":
                 self.notices.append(
-                    f"Running on the CPU: --runtime {self.runtime_choice} --precision "
-                    f"{self.precision} runs there only."
+                    f"Running on the CPU: {self._cpu_only()} runs there only (OpenVINO)."
                 )
             return self._create_cpu()
         available = ort.get_available_providers()

@@ -131,10 +131,10 @@ class Settings:
         kind, _ = parse_device(self.device)
         runtime, precision = parse_runtime(self.runtime), parse_precision(self.precision)
         if kind == "cuda" and (runtime == "openvino" or precision == "bf16"):
+            what = "--precision bf16" if precision == "bf16" else "--runtime openvino"
             raise ParameterError(
-                f"--runtime {runtime} --precision {precision} runs on the CPU only, but --device "
-                f"{self.device} was given; use --device cpu, or --runtime onnxruntime --precision "
-                "fp32 for CUDA."
+                f"{what} runs on the CPU only (OpenVINO), but --device {self.device} was given; "
+                "use --device cpu, or leave the option out for CUDA."
             )
         if self.blend is not None and self.blend not in BLEND_MODES:
             raise ParameterError(f"--blend must be one of {BLEND_MODES}, got {self.blend!r}.")
