@@ -52,13 +52,11 @@ def _label(runtime: str, precision: str) -> str:
 
 def _runs() -> tuple[list[tuple[str, str]], str]:
     """The runs this machine can do, and a note on those it cannot."""
-    from breastai.inference import openvino_available
+    from breastai.inference import openvino_available, openvino_bf16_available
 
     if not openvino_available():
         return [RUNS[0]], "OpenVINO is not installed (pip install 'breastai[openvino]')"
-    import openvino as ov
-
-    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+    if not openvino_bf16_available():
         return list(RUNS[:2]), "this CPU has no native bfloat16: no bf16 run"
     return list(RUNS), ""
 

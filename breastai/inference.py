@@ -73,6 +73,7 @@ __all__ = [
     "gaussian_weights",
     "n_windows",
     "openvino_available",
+    "openvino_bf16_available",
     "parse_device",
     "parse_precision",
     "parse_runtime",
@@ -851,6 +852,16 @@ def openvino_available() -> bool:
 def _openvino_cpu_capabilities(core: Any) -> list[str]:
     """OpenVINO's CPU plugin capabilities (``FP32``, ``BF16``, ``INT8``, ...)."""
     return [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+
+
+@functools.cache
+def openvino_bf16_available() -> bool:
+    """Whether ``precision="bf16"`` can run here: OpenVINO installed, CPU with native bfloat16."""
+    if not openvino_available():
+        return False
+    import openvino as ov
+
+    return "BF16" in _openvino_cpu_capabilities(ov.Core())
 
 
 @dataclass(frozen=True)

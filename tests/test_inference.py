@@ -18,6 +18,7 @@ from breastai.inference import (
     gaussian_weights,
     n_windows,
     openvino_available,
+    openvino_bf16_available,
     parse_device,
     parse_precision,
     parse_runtime,
@@ -319,14 +320,6 @@ def test_bf16_on_a_cpu_without_bfloat16_is_a_clear_error(
     assert "bfloat16" in str(info.value)
 
 
-def _cpu_has_bf16() -> bool:
-    if not openvino_available():
-        return False
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
 def _conv_breast_onnx(path: Path, gain: float = 20.0, offset: float = 0.3) -> Path:
     """sigmoid(gain (x - offset)) through two 1x1x1 convolutions (bf16 applies to convolutions,
     not to the element-wise nodes of ``make_breast_onnx``)."""
@@ -355,7 +348,9 @@ def _conv_breast_onnx(path: Path, gain: float = 20.0, offset: float = 0.3) -> Pa
     return path
 
 
-@pytest.mark.skipif(not _cpu_has_bf16(), reason="no OpenVINO, or this CPU has no native bfloat16")
+@pytest.mark.skipif(
+    not openvino_bf16_available(), reason="no OpenVINO, or this CPU has no native bfloat16"
+)
 def test_bf16_matches_the_analytic_model_to_bfloat16_accuracy(tmp_path: Path) -> None:
     path = _conv_breast_onnx(tmp_path / "conv.onnx")
     image = np.random.default_rng(3).random((7, 13, 11)).astype(np.float32)

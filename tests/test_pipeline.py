@@ -13,7 +13,7 @@ from segment_factory import image_from_array, make_model_pair, study_from_info, 
 
 from breastai import RESEARCH_NOTICE
 from breastai.errors import InputError, OutputError, OutputExistsError, ParameterError
-from breastai.inference import OPENVINO_CPU, openvino_available
+from breastai.inference import OPENVINO_CPU, openvino_available, openvino_bf16_available
 from breastai.pipeline import STAGES, Settings, segment_studies, segment_study
 from breastai.study import Phase, Study
 
@@ -231,14 +231,6 @@ def test_settings_validation() -> None:
             Settings(**kw)
 
 
-def _cpu_bf16() -> bool:
-    if not openvino_available():
-        return False
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not openvino_available(), reason="OpenVINO (the [openvino] extra) is absent")
 def test_bundled_demo_models_give_the_same_masks_on_onnxruntime_and_openvino(
@@ -248,7 +240,7 @@ def test_bundled_demo_models_give_the_same_masks_on_onnxruntime_and_openvino(
 
     study = make_demo_study(tmp_path / "study", layout="siemens", seed=5, decoys=False)
     runs = [("onnxruntime", "fp32"), ("openvino", "fp32")]
-    if _cpu_bf16():
+    if openvino_bf16_available():
         runs.append(("openvino", "bf16"))
     masks: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     for runtime, precision in runs:
