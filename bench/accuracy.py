@@ -20,6 +20,7 @@ neighbour) and the union is scored. Both output forms are read.
 Usage (about 15 s per case on 2 CPU cores)::
 
     python bench/accuracy.py --cases 24 [--work DIR] [--weights NAME] [--breast-weights NAME]
+        [--runtime auto|onnxruntime|openvino] [--precision fp32|bf16]
 
 Prints a markdown report for bench/RESULTS.md. Research use only, not a medical device.
 """
@@ -105,10 +106,17 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--weights", default=None, help="tumor model (default: bundled demo)")
     parser.add_argument("--breast-weights", default=None)
+    parser.add_argument("--runtime", default="auto", help="auto | onnxruntime | openvino")
+    parser.add_argument("--precision", default="fp32", help="fp32 | bf16 (OpenVINO)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="breastai-accuracy-"))
     settings = Settings(
-        device="cpu", weights=args.weights, breast_weights=args.breast_weights, force=True
+        device="cpu",
+        weights=args.weights,
+        breast_weights=args.breast_weights,
+        force=True,
+        runtime=args.runtime,
+        precision=args.precision,
     )
     models = load_models(settings)
     presets, layouts = list(PRESETS), list(LAYOUTS)
@@ -196,7 +204,10 @@ def main() -> None:
             )
         else:
             print(f"| {label} | 0 | - | - |")
-    print(f"\nTotal {time.perf_counter() - t0:.0f} s; work folder {work}")
+    print(
+        f"\nTotal {time.perf_counter() - t0:.0f} s; {models.runtime} {models.precision} on "
+        f"{models.device}; work folder {work}"
+    )
 
 
 if __name__ == "__main__":
