@@ -113,7 +113,7 @@ def per_window(
             times[run].append(time.perf_counter() - t0)
     med = {run: statistics.median(t) for run, t in times.items()}
     ref = outs[RUNS[0]]
-    del models  # the pipeline children that follow should not share the machine with them
+    del models  # free their memory before the pipeline children run
 
     truth = sitk.ReadImage(str(case / "truth" / "breast.nii.gz"))
     grid = resample_to_spacing(sitk.Cast(truth, sitk.sitkFloat32), (1.0, 1.0, 1.0))

@@ -3,7 +3,8 @@
 Research use only, not a medical device.
 
 The public API is imported lazily so that ``import breastai`` (and ``breastai --help``) stays fast:
-SimpleITK, pydicom and ONNX Runtime load only when a function that needs them is first used.
+SimpleITK, pydicom, ONNX Runtime and OpenVINO load only when a function that needs them is first
+used.
 """
 
 from __future__ import annotations
