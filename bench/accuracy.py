@@ -20,7 +20,10 @@ neighbour) and the union is scored. Both output forms are read.
 Usage (about 15 s per case on 2 CPU cores)::
 
     python bench/accuracy.py --cases 24 [--work DIR] [--weights NAME] [--breast-weights NAME]
-        [--runtime auto|onnxruntime|openvino] [--precision fp32|bf16]
+        [--seed-base 900000] [--runtime auto|onnxruntime|openvino] [--precision fp32|bf16]
+
+``--seed-base 800000`` gives the second held-out set, the one to tune recipes on; report on
+900000+. A different seed base needs its own ``--work`` folder (studies are named by index).
 
 Prints a markdown report for bench/RESULTS.md. Research use only, not a medical device.
 """
@@ -106,6 +109,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--weights", default=None, help="tumor model (default: bundled demo)")
     parser.add_argument("--breast-weights", default=None)
+    parser.add_argument(
+        "--seed-base",
+        type=int,
+        default=SEED_BASE,
+        help="first phantom seed (900000: the held-out set; 800000: the set to tune on)",
+    )
     parser.add_argument("--runtime", default="auto", help="auto | onnxruntime | openvino")
     parser.add_argument("--precision", default="fp32", help="fp32 | bf16 (OpenVINO)")
     args = parser.parse_args()
@@ -131,7 +140,11 @@ def main() -> None:
         study_dir = work / name
         if not study_dir.exists():
             make_demo_study(
-                study_dir, layout=layout, preset=preset, seed=SEED_BASE + i, orientation=orientation
+                study_dir,
+                layout=layout,
+                preset=preset,
+                seed=args.seed_base + i,
+                orientation=orientation,
             )
         res = segment_study(
             study_dir / "dicom", out_dir=work / "out" / name, settings=settings, models=models

@@ -270,7 +270,7 @@ def test_demo_plan_cases(tmp_path: Path) -> None:
     from breastai.training.demo_weights import DEMO_SEED_BASE, build_demo_weights, demo_plan
 
     plan = demo_plan(0)
-    train = plan.train_cases + plan.breast_extra_train
+    train = plan.train_cases + plan.breast_extra_train + plan.tumor_extra_train
     val = plan.val_cases + plan.breast_extra_val
     seeds = [c["seed"] for c in train + val]
     assert len(set(seeds)) == len(seeds)
@@ -280,6 +280,9 @@ def test_demo_plan_cases(tmp_path: Path) -> None:
     extra = {(c["preset"], c["orientation"]) for c in plan.breast_extra_train}
     assert {("implant_prepec", "sagittal"), ("implant_subpec", "sagittal")} <= extra
     assert ("no_fatsat", "axial") in extra
+    t_extra = {(c["preset"], c["orientation"]) for c in plan.tumor_extra_train}
+    hard = {("tiny_lesion", "sagittal"), ("nme_segmental", "oblique"), ("motion", "axial")}
+    assert hard <= t_extra
     assert all(c["spacing_zyx"] == (3.0, 1.5, 1.5) for c in train if c["orientation"] == "sagittal")
     assert plan.breast.val_cases == len(val) == 4 and plan.tumor.val_cases == len(plan.val_cases)
     with pytest.raises(ParameterError, match="only"):
