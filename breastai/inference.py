@@ -1146,9 +1146,10 @@ class OnnxModel:
                 "use --device cpu or --device auto."
             )
         self.notices.append(f"Running on CPU: {reason}.")
-        if sess is None or (self.runtime_choice == "auto" and openvino_available()):
-            return self._create_cpu()
-        return _Session(sess, "CPUExecutionProvider")
+        if sess is not None and not (self.runtime_choice == "auto" and openvino_available()):
+            return _Session(sess, "CPUExecutionProvider")  # the probe session already runs on CPU
+        del sess  # free the probe session before OpenVINO loads the model (peak memory)
+        return self._create_cpu()
 
     def _fallback_to_cpu(self, why: str) -> None:
         self._s = self._create_cpu()
