@@ -258,6 +258,7 @@ def test_bundled_demo_models_give_the_same_masks_on_onnxruntime_and_openvino(
             ),
         )
         assert res.ok and res.precision == precision, res.error
+        assert res.provider == (OPENVINO_CPU if runtime == "openvino" else "CPUExecutionProvider")
         masks[runtime, precision] = {
             k: sitk.GetArrayFromImage(sitk.ReadImage(str(res.out_dir / f"{k}.nii.gz")))
             for k in ("breast", "tumor")
