@@ -67,6 +67,8 @@ __all__ = [
     "HeadFn",
     "OnnxModel",
     "Roi",
+    "check_runtime_options",
+    "cpu_only_options",
     "default_threads",
     "feature_grid",
     "feature_predictors",
@@ -788,34 +790,55 @@ def parse_device(device: str) -> tuple[str, int]:
     )
 
 
-def parse_runtime(runtime: str) -> str:
-    """Check a ``runtime`` value (one of :data:`RUNTIMES`).
+def _choice(value: str, allowed: Sequence[str], option: str) -> str:
+    v = value.strip().lower()
+    if v not in allowed:
+        raise ParameterError(f"{option} must be one of {', '.join(allowed)}, got {value!r}.")
+    return v
 
-    Raises
-    ------
-    ParameterError
-        Anything else.
-    """
-    r = runtime.strip().lower()
-    if r not in RUNTIMES:
-        raise ParameterError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}.")
-    return r
+
+def parse_runtime(runtime: str) -> str:
+    """Check a ``runtime`` value (one of :data:`RUNTIMES`); ParameterError for anything else."""
+    return _choice(runtime, RUNTIMES, "--runtime")
 
 
 def parse_precision(precision: str) -> str:
-    """Check a ``precision`` value (one of :data:`PRECISIONS`).
+    """Check a ``precision`` value (one of :data:`PRECISIONS`); ParameterError for anything else."""
+    return _choice(precision, PRECISIONS, "--precision")
+
+
+def cpu_only_options(runtime: str, precision: str) -> str:
+    """The options among ``runtime``/``precision`` that need OpenVINO on the CPU, as the user
+    writes them (``"--runtime openvino with --precision bf16"``); ``""`` when there are none."""
+    opts = []
+    if runtime == "openvino":
+        opts.append("--runtime openvino")
+    if precision == "bf16":
+        opts.append("--precision bf16")
+    return " with ".join(opts)
+
+
+def check_runtime_options(device: str, runtime: str, precision: str) -> tuple[str, int, str, str]:
+    """Parse ``device``, ``runtime`` and ``precision`` together.
+
+    Returns
+    -------
+    (kind, device id, runtime, precision)
 
     Raises
     ------
     ParameterError
-        Anything else.
+        A bad value, or OpenVINO / bf16 (CPU only) with ``device="cuda[:N]"``.
     """
-    p = precision.strip().lower()
-    if p not in PRECISIONS:
+    kind, device_id = parse_device(device)
+    runtime, precision = parse_runtime(runtime), parse_precision(precision)
+    cpu_only = cpu_only_options(runtime, precision)
+    if kind == "cuda" and cpu_only:
         raise ParameterError(
-            f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}."
+            f"{cpu_only} runs on the CPU only (OpenVINO), but --device {device} was given; use "
+            "--device cpu, or leave the option out for CUDA."
         )
-    return p
+    return kind, device_id, runtime, precision
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -1000,15 +1023,10 @@ class OnnxModel:
     ) -> None:
         self.path = Path(path)
         self.cpu_mem_arena = bool(cpu_mem_arena)
-        self.kind, self.device_id = parse_device(device)
+        self.kind, self.device_id, self.runtime_choice, self.precision = check_runtime_options(
+            device, runtime, precision
+        )
         self.threads = int(threads)
-        self.runtime_choice = parse_runtime(runtime)
-        self.precision = parse_precision(precision)
-        if self.kind == "cuda" and self._cpu_only():
-            raise ParameterError(
-                f"{self._cpu_only()} runs on the CPU only (OpenVINO), but --device {device} was "
-                "given; use --device cpu, or leave the option out for CUDA."
-            )
         self.cudnn_conv_algo_search = cudnn_conv_algo_search.upper()
         if self.cudnn_conv_algo_search not in ("HEURISTIC", "EXHAUSTIVE", "DEFAULT"):
             raise ParameterError(
@@ -1087,13 +1105,7 @@ class OnnxModel:
             ort.set_default_logger_severity(2)
 
     def _cpu_only(self) -> str:
-        """The options that need OpenVINO on the CPU, as the user wrote them ('' if none)."""
-        opts = []
-        if self.runtime_choice == "openvino":
-            opts.append("--runtime openvino")
-        if self.precision == "bf16":
-            opts.append("--precision bf16")
-        return " with ".join(opts)
+        return cpu_only_options(self.runtime_choice, self.precision)
 
     def _create_cpu(self) -> _Session:
         """The CPU session: OpenVINO when asked for (or installed, under ``auto``), else ORT."""

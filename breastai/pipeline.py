@@ -126,16 +126,9 @@ class Settings:
     cudnn_conv_algo_search: str = "HEURISTIC"
 
     def __post_init__(self) -> None:
-        from breastai.inference import BLEND_MODES, parse_device, parse_precision, parse_runtime
+        from breastai.inference import BLEND_MODES, check_runtime_options
 
-        kind, _ = parse_device(self.device)
-        runtime, precision = parse_runtime(self.runtime), parse_precision(self.precision)
-        if kind == "cuda" and (runtime == "openvino" or precision == "bf16"):
-            what = "--precision bf16" if precision == "bf16" else "--runtime openvino"
-            raise ParameterError(
-                f"{what} runs on the CPU only (OpenVINO), but --device {self.device} was given; "
-                "use --device cpu, or leave the option out for CUDA."
-            )
+        check_runtime_options(self.device, self.runtime, self.precision)
         if self.blend is not None and self.blend not in BLEND_MODES:
             raise ParameterError(f"--blend must be one of {BLEND_MODES}, got {self.blend!r}.")
         if self.batch_size is not None and self.batch_size < 1:
