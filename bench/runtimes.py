@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from segment import HELD_OUT_SEED, _child, _make_demo, seed_size_model  # noqa: E402
+from segment import HELD_OUT_SEED, _child, _dice, _make_demo, seed_size_model  # noqa: E402
 
 RUNS = (("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16"))
 
@@ -59,12 +59,6 @@ def _runs() -> tuple[list[tuple[str, str]], str]:
     if not openvino_bf16_available():
         return list(RUNS[:2]), "this CPU has no native bfloat16: no bf16 run"
     return list(RUNS), ""
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    s = int(a.sum() + b.sum())
-    return 1.0 if s == 0 else 2.0 * int((a & b).sum()) / s
 
 
 def _read(path: Path) -> np.ndarray:
