@@ -27,11 +27,8 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-phantom = pytest.importorskip(
-    "breastai.phantom", reason="breastai.phantom (engineer P) not available"
-)
-
-from breastai.io import load_study  # noqa: E402
+from breastai import phantom
+from breastai.io import load_study
 
 
 def _dcm2niix() -> str | None:

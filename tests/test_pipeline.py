@@ -266,7 +266,9 @@ def test_bundled_demo_models_give_the_same_masks_on_onnxruntime_and_openvino(
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(study / "truth" / "tumor.nii.gz")))
     ref = masks["onnxruntime", "fp32"]
     assert _dice(ref["tumor"], truth) > 0.5  # the demo model finds the lesion at all
-    for key, got in masks.items():
+    others = {key: got for key, got in masks.items() if key != ("onnxruntime", "fp32")}
+    assert others  # at least one other runtime/precision ran
+    for key, got in others.items():
         for k in ("breast", "tumor"):
             # float32 on both runtimes: probabilities agree to ~1e-6, so at most a handful of
             # voxels at exactly the threshold may differ; bfloat16 moves boundaries a little

@@ -488,9 +488,8 @@ def test_mask_on_another_grid_is_resampled_or_refused() -> None:
      ("two_phase", "n/a")],
 )  # fmt: skip
 def test_phantom_lesions_get_their_curve_type(preset: str, curve: str) -> None:
-    phantom = pytest.importorskip("breastai.phantom")
-    if not hasattr(phantom, "generate_case"):
-        pytest.skip("breastai.phantom.generate_case is not available yet")
+    from breastai import phantom
+
     spacing_zyx = (2.0, 1.3, 1.3)
     checked = 0
     for seed in range(8):  # the reduced field of view can miss a lesion: try a few seeds
@@ -514,17 +513,20 @@ def test_phantom_lesions_get_their_curve_type(preset: str, curve: str) -> None:
             )
             les = rep.lesions[0]
             assert les.kinetics is not None
-            expected = "n/a" if curve == "n/a" else truth["curve_type"]
-            assert expected == curve
-            assert les.kinetics.curve_type == expected, (seed, truth)
+            if curve == "n/a":  # two phases cannot show a curve shape, whatever was simulated
+                assert len(phases) == 2
+            else:
+                assert truth["curve_type"] == curve  # the preset simulates this curve
+            assert les.kinetics.curve_type == curve, (seed, truth)
             assert les.laterality[0].upper() == str(truth["laterality"])[0].upper()
             if truth["shape"] != "spiculated":  # sub-voxel spicules are not in the mask
                 tol = math.hypot(*spacing_zyx)
                 assert abs(les.longest_diameter_mm - truth["longest_diameter_mm"]) <= tol
             checked += 1
         break
-    if not checked:
-        pytest.skip(f"no {preset!r} phantom lesion inside the reduced field of view (seeds 0-7)")
+    # the seeds are fixed: a preset whose lesions all fall outside the field of view is a
+    # phantom regression, not a reason to skip
+    assert checked, f"no {preset!r} phantom lesion inside the reduced field of view (seeds 0-7)"
 
 
 # ------------------------------------------------------------------ CLI
@@ -536,7 +538,7 @@ def _phantom_with_lesion(phantom, **kwargs):  # type: ignore[no-untyped-def]
         case = phantom.generate_case(seed, **kwargs)
         if case.tumor.any():
             return case
-    pytest.skip("no phantom case with a lesion in the reduced field of view")
+    raise AssertionError("no phantom case with a lesion in the reduced field of view (seeds 0-7)")
 
 
 def _write(img: sitk.Image, path: Path) -> Path:
@@ -598,10 +600,9 @@ def test_cli_tstage_bad_input(tmp_path: Path) -> None:
 def test_cli_tstage_with_phantom_study_and_breast_mask(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
+    from breastai import phantom
     from breastai.cli import app
-
-    phantom = pytest.importorskip("breastai.phantom")
-    nifti = pytest.importorskip("breastai.phantom.nifti")
+    from breastai.phantom import nifti
     case = _phantom_with_lesion(phantom, shape_zyx=(48, 128, 128))
     nifti.write_nifti_phases(case, tmp_path / "study")
     nifti.write_truth(case, tmp_path / "truth")
@@ -615,19 +616,20 @@ def test_cli_tstage_with_phantom_study_and_breast_mask(tmp_path: Path) -> None:
     les = doc["lesions"][0]  # the largest by volume
     assert les["kinetics"]["curve_type"] == truth["curve_type"]
     assert les["laterality"][0].upper() == truth["laterality"][0].upper()
-    assert isinstance(les["breast_contact"], list)
+    # the truth lesion lies inside the truth breast mask: it can reach the skin or the chest
+    # wall, never lie outside the mask
+    assert set(les["breast_contact"]) <= {"chest wall", "skin"}, les["breast_contact"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0 and doc["t_category"] in res.stdout
 
 
 def test_dicom_sr_from_a_phantom_dicom_study(tmp_path: Path) -> None:
+    import highdicom as hd
     from typer.testing import CliRunner
 
+    from breastai import phantom
     from breastai.cli import app
-
-    phantom = pytest.importorskip("breastai.phantom")
-    pdicom = pytest.importorskip("breastai.phantom.dicom")
-    hd = pytest.importorskip("highdicom")
+    from breastai.phantom import dicom as pdicom
     case = _phantom_with_lesion(
         phantom, shape_zyx=(24, 64, 64), spacing_zyx=(4.0, 2.6, 2.6), n_phases=3
     )
