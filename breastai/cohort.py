@@ -479,6 +479,7 @@ class _Started:
 
     job: Job
     t0: float
+    begin_s: float = 0.0  # seconds spent in begin (reading); waiting for the models is not counted
     lock: _StudyLock | None = None
     row: CohortRow | None = None  # set when nothing is left to do (skipped / failed)
     prep: Any = None
@@ -608,6 +609,7 @@ class StudyWorker:
         except Exception as exc:  # one study's problem: its row, never the others'
             st.release()
             st.row = self._row(job, "failed", st.t0, _error_line(exc))
+        st.begin_s = time.perf_counter() - st.t0
         return st
 
     def finish(self, st: _Started) -> CohortRow:
@@ -617,6 +619,7 @@ class StudyWorker:
         if st.row is not None:
             return st.row
         job = st.job
+        st.t0 = time.perf_counter() - st.begin_s  # this study's own seconds, not the wait
         try:
             settings = dataclasses.replace(self.settings, force=st.force)
             res = segment_prepared(
@@ -805,14 +808,10 @@ def _run_here(
             pending = ex.submit(worker.begin, unique[i + 1]) if i + 1 < len(unique) else None
             _emit(worker.finish(st), twins, done)
     finally:
-        if pending is not None:  # interrupted: drop the read-ahead study's lock when it is read
-            pending.add_done_callback(_release_when_read)
-        ex.shutdown(wait=False, cancel_futures=True)
-
-
-def _release_when_read(fut: concurrent.futures.Future[_Started]) -> None:
-    if not fut.cancelled() and fut.exception() is None:
-        fut.result().release()
+        # interrupted: let the read-ahead study finish reading (it writes nothing), drop its lock
+        ex.shutdown(wait=True, cancel_futures=True)
+        if pending is not None and not pending.cancelled() and pending.exception() is None:
+            pending.result().release()
 
 
 # ------------------------------------------------------------------------------------- Ray

@@ -219,3 +219,35 @@ def test_cli_studies_from_and_bad_inputs(cohort: dict, tmp_path: Path, monkeypat
     )
     assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1
     assert "pip install 'breastai[cluster]'" in res.stderr
+
+
+def test_ctrl_c_writes_the_table_of_what_is_done(cohort: dict, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    studies = []
+    for k in range(4):
+        write_classic_study(tmp_path / f"s{k}" / "dicom", shape=(24, 64, 80))
+        studies.append(str(tmp_path / f"s{k}" / "dicom"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "breastai", "segment", *studies, *_cli_args(cohort, out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(p.is_dir() and p.name.startswith("dicom-") for p in out.glob("*")):
+            break  # the first study is done
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "run the same command again" in stderr
+    doc = json.loads((out / "cohort.json").read_text())
+    done = [r["folder"] for r in doc["rows"]]
+    assert doc["interrupted"] is True and 1 <= len(done) < 4
+    assert all(r["status"] == "ok" for r in doc["rows"])
+    visible = [p for p in out.iterdir() if p.name.startswith("dicom-")]
+    assert set(done) <= {p.name for p in visible}
+    assert all((p / "manifest.json").is_file() for p in visible)  # every folder is complete
+    assert not [p for p in out.iterdir() if p.name.endswith((".tmp", ".old"))]
