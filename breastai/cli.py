@@ -373,7 +373,7 @@ def segment(
         typer.Option(
             "--ray",
             help="Run on a Ray cluster: 'local' (a private one for this run) or HOST:PORT of a "
-            "running one. Needs the [cluster] extra.",
+            "running one. Needs the \\[cluster] extra.",
             metavar="ADDRESS|local",
         ),
     ] = None,
