@@ -54,7 +54,9 @@ WeightsFileOption = Annotated[
 
 
 def _fail(exc: BreastAIError) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     if isinstance(exc, AmbiguousStudyError) and exc.candidates:
         for line in exc.candidates:
             err_console.print(f"  {line}", highlight=False, soft_wrap=True)
@@ -312,42 +314,82 @@ class PrecisionChoice(StrEnum):
     BF16 = "bf16"
 
 
-def _segment_table(results: list[Any]) -> Any:
+def _segment_table(rows: list[Any]) -> Any:
     from rich.table import Table
 
-    noun = "study" if len(results) == 1 else "studies"
-    table = Table(title=f"breastai segment: {len(results)} {noun}")
+    noun = "study" if len(rows) == 1 else "studies"
+    table = Table(title=f"breastai segment: {len(rows)} {noun}")
     cols = ("Study", "Status", "Lesions", "T", "Longest (mm)", "Tumor (ml)", "Time (s)", "Output")
     for col in cols:
         table.add_column(col, overflow="fold")
-    for r in results:
-        if r.ok:
-            table.add_row(
-                r.name,
-                "[green]ok[/green]",
-                str(r.lesion_count),
-                str(r.t_category),
-                "-" if r.longest_diameter_mm is None else f"{r.longest_diameter_mm:.1f}",
-                f"{r.tumor_volume_ml:.2f}" if r.tumor_volume_ml is not None else "-",
-                f"{r.timings_s.get('total', 0.0):.1f}",
-                str(r.out_dir),
-            )
-        else:
-            # the error itself was printed on stderr as it happened
-            table.add_row(r.name, "[red]failed[/red]", "", "", "", "", "", "-")
+    style = {"ok": "green", "skipped": "cyan", "failed": "red"}
+    for r in rows:
+        done = r.status != "failed"
+        try:
+            shown = str(Path(r.study).relative_to(Path.cwd()))
+        except ValueError:
+            shown = r.study
+        table.add_row(
+            shown,
+            f"[{style[r.status]}]{r.status}[/{style[r.status]}]",
+            str(r.lesion_count) if done and r.lesion_count is not None else "",
+            str(r.t_category) if done and r.t_category is not None else "",
+            "" if r.longest_diameter_mm is None else f"{r.longest_diameter_mm:.1f}",
+            "" if r.tumor_volume_ml is None else f"{r.tumor_volume_ml:.2f}",
+            "" if r.seconds is None else f"{r.seconds:.1f}",
+            r.folder if done else "-",
+        )
     return table
+
+
+# --- segment: cohort options (breastai.cohort): --studies-from, --ray, --workers, --threads ---
 
 
 @app.command("segment")
 @handle_errors
 def segment(
     study_dirs: Annotated[
-        list[Path],
-        typer.Argument(help="Study folders (DICOM or per-phase NIfTI) or 4-D NIfTI files."),
-    ],
+        list[Path] | None,
+        typer.Argument(
+            help="Study folders (DICOM or per-phase NIfTI) or 4-D NIfTI files.", show_default=False
+        ),
+    ] = None,
     out: Annotated[
-        Path, typer.Option("-o", "--out", help="Output folder; one subfolder per study.")
+        Path,
+        typer.Option(
+            "-o", "--out", help="Output folder; one subfolder per study, cohort.csv/.json."
+        ),
     ] = Path("breastai-output"),
+    studies_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--studies-from",
+            help="File listing studies: one path per line, or a CSV with a 'path' column.",
+            dir_okay=False,
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Run on a Ray cluster: 'local' (a private one for this run) or HOST:PORT of a "
+            "running one. Needs the \\[cluster] extra.",
+            metavar="ADDRESS|local",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="With --ray: the most workers (default: one per GPU, else one per --threads "
+            "CPUs).",
+        ),
+    ] = None,
+    threads: Annotated[
+        int,
+        typer.Option("--threads", min=0, help="CPU threads per worker (0: runtime default)."),
+    ] = 0,
     device: Annotated[
         str, typer.Option(help="auto | cpu | cuda | cuda:N (auto: CUDA if usable, else CPU).")
     ] = "auto",
@@ -384,13 +426,17 @@ def segment(
         typer.Option("--save-probabilities", help="Also write tumor_probability.nii.gz."),
     ] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace existing output folders.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Redo studies whose outputs are complete, and replace folders made otherwise.",
+        ),
     ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress and no table; errors only.")
     ] = False,
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print the per-study results as one JSON document.")
+        bool, typer.Option("--json", help="Print the per-study rows as one JSON document.")
     ] = False,
     weights_file: WeightsFileOption = None,
     dce_series: Annotated[
@@ -401,11 +447,29 @@ def segment(
         ),
     ] = None,
 ) -> None:
-    """Segment breast and tumor, write NIfTI masks, DICOM-SEG, report, preview and manifest."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    """Segment breast and tumor, write NIfTI masks, DICOM-SEG, report, preview and manifest.
 
-    from breastai.pipeline import STAGES, Settings, segment_studies
+    Each study goes to OUT/<folder name>-<hash of its path>/; OUT/cohort.csv and cohort.json
+    list every study. A rerun skips studies whose outputs are complete (docs/cohorts.md).
+    """
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
+    from breastai.cohort import read_study_list, run_cohort
+    from breastai.pipeline import Settings
+
+    studies = list(study_dirs or [])
+    if studies_from is not None:
+        studies += read_study_list(studies_from)
+    if not studies:
+        raise typer.BadParameter("give study folders or --studies-from FILE.")
     series = tuple(s.strip() for item in (dce_series or ()) for s in item.split(",") if s.strip())
     settings = Settings(
         device=device,
@@ -418,59 +482,87 @@ def segment(
         use_breast_mask=not no_breast_mask,
         save_probabilities=save_probabilities,
         force=force,
+        threads=threads,
         dce_series=series,
     )
     show = not quiet and not json_output
-    n = len(study_dirs)
+    n = len(studies)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
+        MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         console=err_console,
         transient=True,
         disable=not show,
     )
+    counts = {"ok": 0, "failed": 0, "skipped": 0}
     with progress:
-        overall = progress.add_task(f"studies (0/{n})", total=n)
-        stage_task = progress.add_task("", total=len(STAGES))
+        task = progress.add_task("starting", total=n)
 
-        def on_progress(i: int, stage: str, fraction: float) -> None:
-            k = STAGES.index(stage) if stage in STAGES else 0
+        def on_start(info: dict[str, Any]) -> None:
+            k = len(info["workers"])
+            progress.update(task, description=f"{k} worker{'s' if k != 1 else ''}")
+
+        def on_row(row: Any) -> None:
+            counts[row.status] += 1
             progress.update(
-                stage_task,
-                completed=k + min(max(fraction, 0.0), 1.0),
-                description=f"{study_dirs[i].name}: {stage}",
+                task,
+                advance=1,
+                description=f"done {counts['ok'] + counts['skipped']}, "
+                f"failed {counts['failed']}",
             )
-
-        def on_result(i: int, result: Any) -> None:
-            progress.update(overall, completed=i + 1, description=f"studies ({i + 1}/{n})")
-            if not result.ok:
-                err_console.print(
-                    f"[red]error:[/red] {result.name}: {result.error}",
+            if row.status == "failed":
+                progress.console.print(
+                    f"[red]error:[/red] {escape(row.study)}: {escape(row.error or '')}",
                     highlight=False,
                     soft_wrap=True,
                 )
             elif show:
-                for note in result.notices:
-                    err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+                if row.attempts > 1:
+                    progress.console.print(
+                        f"[yellow]note:[/yellow] {escape(row.study)}: its worker died; "
+                        f"done by another on attempt {row.attempts}",
+                        highlight=False,
+                    )
+                for note in row.notices:
+                    progress.console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
 
-        results = segment_studies(
-            study_dirs, out_dir=out, settings=settings, progress=on_progress, on_result=on_result
-        )
+        try:
+            result = run_cohort(
+                studies,
+                out_dir=out,
+                settings=settings,
+                ray_address=ray_address,
+                workers=workers,
+                on_row=on_row,
+                on_start=on_start,
+            )
+        except KeyboardInterrupt:
+            err_console.print(
+                f"[red]interrupted[/red]: {sum(counts.values())} of {n} studies listed in "
+                f"{out / 'cohort.csv'}; run the same command again to resume."
+            )
+            raise typer.Exit(code=130) from None
+    rows = result.rows
     if json_output:
-        print_json({"notice": RESEARCH_NOTICE, "results": [r.to_dict() for r in results]})
-    elif show and (len(results) > 1 or results[0].ok):
-        console.print(_segment_table(results))
-        if any(r.demo_weights for r in results if r.ok):
+        print_json({"notice": RESEARCH_NOTICE, "results": [r.to_dict() for r in rows]})
+    elif show and (len(rows) > 1 or rows[0].ok):
+        console.print(_segment_table(rows))
+        if any(r.demo_weights for r in rows if r.ok):
             console.print(
                 "[yellow]Demo weights (trained on synthetic phantoms): "
                 "not for real patients.[/yellow]"
             )
+        console.print(f"Table: {result.table_paths[0]}", style="dim")
         console.print(RESEARCH_NOTICE, style="dim")
-    failed = [r for r in results if not r.ok]
-    if failed:
+    if any(not r.ok for r in rows):
         raise typer.Exit(code=1)
+
+
+# --- end segment ---
 
 
 # === section: tstage (breastai.report) ===

@@ -15,6 +15,7 @@ __all__ = [
     "AmbiguousStudyError",
     "BreastAIError",
     "ChecksumMismatchError",
+    "ClusterError",
     "DeviceUnavailableError",
     "InconsistentGeometryError",
     "InputError",
@@ -81,6 +82,11 @@ class ChecksumMismatchError(WeightsError):
 
 class DeviceUnavailableError(BreastAIError):
     """The requested compute device (``--device cuda[:N]``) cannot be used."""
+
+
+class ClusterError(BreastAIError):
+    """A Ray cluster cannot be used: Ray is not installed, the address is unreachable, or its
+    workers cannot start."""
 
 
 class OutputError(BreastAIError):

@@ -48,10 +48,13 @@ __all__ = [
     "MANIFEST_SCHEMA",
     "STAGES",
     "LoadedModels",
+    "PreparedStudy",
     "SegmentResult",
     "Settings",
     "load_models",
+    "prepare_study",
     "result_table",
+    "segment_prepared",
     "segment_studies",
     "segment_study",
 ]
@@ -616,6 +619,7 @@ def _write_outputs(
     models: LoadedModels,
     started: float,
     progress: Progress | None,
+    manifest_extra: Mapping[str, Any] | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     from breastai.report import measure_lesions, merge_reports, write_report
 
@@ -785,6 +789,7 @@ def _write_outputs(
         "timings_s": {k: round(v, 4) for k, v in prep.timings.items()},
         "outputs": files,
     }
+    manifest.update(manifest_extra or {})
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     if progress:
         progress("write", 1.0)
@@ -798,6 +803,7 @@ def _run(
     models: LoadedModels,
     started: float,
     progress: Progress | None,
+    manifest_extra: Mapping[str, Any] | None = None,
 ) -> SegmentResult:
     final = Path(out_dir) / prep.name
     check_new_dir(final, force=settings.force)  # fail before minutes of inference
@@ -813,7 +819,9 @@ def _run(
             "segmented on its own grid; output files carry _R / _L.",
         )
     with atomic_dir(final, force=settings.force) as tmp:
-        files, manifest = _write_outputs(tmp, prep, comps, settings, models, started, progress)
+        files, manifest = _write_outputs(
+            tmp, prep, comps, settings, models, started, progress, manifest_extra
+        )
     s = manifest["summary"]
     return SegmentResult(
         name=prep.name,
@@ -878,6 +886,86 @@ def segment_study(
     return _run(prep, Path(out_dir), settings, models, started, progress)
 
 
+#: A read and preprocessed study, ready for the models (from :func:`prepare_study`).
+PreparedStudy = _Prepared
+
+
+def prepare_study(
+    study_or_path: Study | Path | str,
+    *,
+    settings: Settings,
+    models: LoadedModels,
+    name: str | None = None,
+    progress: Progress | None = None,
+) -> PreparedStudy:
+    """Read and preprocess one study (the part of :func:`segment_study` that needs no model run).
+
+    A cohort runner calls this for the next study while the current one is in
+    :func:`segment_prepared`.
+
+    Parameters
+    ----------
+    study_or_path:
+        A study folder, a 4-D NIfTI file, or a loaded ``Study``.
+    settings, models:
+        As for :func:`segment_study` (only the model cards are used here).
+    name:
+        Output folder name under ``out_dir`` (default: the study's folder name).
+    progress:
+        Called with ``(stage, fraction)``.
+
+    Returns
+    -------
+    PreparedStudy
+        The study on the models' grids, with its ``read`` / ``preprocess`` seconds.
+
+    Raises
+    ------
+    BreastAIError
+        The study cannot be read or has too few phases.
+    """
+    prep = _prepare(study_or_path, settings, models, progress)
+    if name is not None:
+        prep.name = name
+    return prep
+
+
+def segment_prepared(
+    prep: PreparedStudy,
+    *,
+    out_dir: Path,
+    settings: Settings,
+    models: LoadedModels,
+    started: float,
+    progress: Progress | None = None,
+    manifest_extra: Mapping[str, Any] | None = None,
+) -> SegmentResult:
+    """Run the models on a prepared study and write ``out_dir/<prep.name>/`` atomically.
+
+    Parameters
+    ----------
+    prep:
+        From :func:`prepare_study`.
+    out_dir, settings, models, progress:
+        As for :func:`segment_study`.
+    started:
+        ``time.perf_counter()`` when work on this study began (for ``timings_s.total``).
+    manifest_extra:
+        Top-level keys added to ``manifest.json`` (a cohort run records its ``cohort`` key).
+
+    Returns
+    -------
+    SegmentResult
+        ``ok=True`` with the written files and summary numbers.
+
+    Raises
+    ------
+    BreastAIError
+        Output problems (nothing is left half-written).
+    """
+    return _run(prep, Path(out_dir), settings, models, started, progress, manifest_extra)
+
+
 def _failure(name: str, source: str, exc: BaseException) -> SegmentResult:
     if isinstance(exc, BreastAIError):
         return SegmentResult(
@@ -900,15 +988,9 @@ def _failure(name: str, source: str, exc: BaseException) -> SegmentResult:
 
 
 def _unique_names(items: Sequence[Study | Path | str]) -> list[str]:
-    names: list[str] = []
-    for it in items:
-        base = _study_name(it)
-        name, k = base, 2
-        while name in names:
-            name = f"{base}-{k}"
-            k += 1
-        names.append(name)
-    return names
+    from breastai.cohort import study_folder_name
+
+    return [study_folder_name(it) for it in items]
 
 
 def segment_studies(
@@ -924,8 +1006,8 @@ def segment_studies(
     Parameters
     ----------
     items:
-        Study folders / files / loaded studies. Output folder names are the folder names;
-        repeated names get ``-2``, ``-3``... suffixes.
+        Study folders / files / loaded studies. Output folder names depend on the study alone
+        (:func:`breastai.cohort.study_folder_name`), never on the order or the other items.
     out_dir:
         Parent output folder.
     settings:

@@ -43,17 +43,23 @@ def _args(s: dict[str, Path], out: Path) -> list[str]:
     ]
 
 
-def test_segment_ok_then_exists_then_force(setup, tmp_path: Path) -> None:
+def test_segment_ok_then_skipped_then_force(setup, tmp_path: Path) -> None:
+    from breastai.cohort import study_folder_name
+
     study = str(setup["root"] / "caseA")
     res = runner.invoke(app, ["segment", study, *_args(setup, tmp_path)])
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "caseA" / "seg.dcm").exists()
+    folder = tmp_path / study_folder_name(study)
+    assert folder.name.startswith("caseA-") and (folder / "seg.dcm").exists()
     assert "caseA" in res.output and "Research use only" in res.output
     assert "Traceback" not in res.output
-    again = runner.invoke(app, ["segment", study, *_args(setup, tmp_path)])
-    assert again.exit_code == 1 and "--force" in again.output and "Traceback" not in again.output
+    stamp = (folder / "manifest.json").stat().st_mtime_ns
+    again = runner.invoke(app, ["segment", study, *_args(setup, tmp_path)])  # resumed: nothing
+    assert again.exit_code == 0 and "skipped" in again.output and "Traceback" not in again.output
+    assert (folder / "manifest.json").stat().st_mtime_ns == stamp
     forced = runner.invoke(app, ["segment", study, *_args(setup, tmp_path), "--force", "--quiet"])
     assert forced.exit_code == 0 and forced.output.strip() == ""
+    assert (folder / "manifest.json").stat().st_mtime_ns != stamp
 
 
 def test_batch_json_lists_each_study_and_exits_1(setup, tmp_path: Path) -> None:
@@ -72,7 +78,8 @@ def test_batch_json_lists_each_study_and_exits_1(setup, tmp_path: Path) -> None:
     doc = json.loads(res.stdout)
     assert [r["ok"] for r in doc["results"]] == [True, False]
     assert doc["results"][1]["error"] and "Research use only" in doc["notice"]
-    assert "error: empty:" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert "empty: " in res.stderr and res.stderr.lstrip().startswith("error: ")
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
