@@ -324,15 +324,15 @@ def _handle(
     preview: bool,
     models: Any,
 ) -> WatchEvent:
-    series = list_series(server, study_uid)
-    already = existing_results(series)
-    if already:
-        return WatchEvent(
-            "has-results",
-            f"the study already holds {len(already)} breastai series; nothing sent",
-            study_uid,
-        )
     try:
+        series = list_series(server, study_uid)
+        already = existing_results(series)
+        if already:
+            return WatchEvent(
+                "has-results",
+                f"the study already holds {len(already)} breastai series; nothing sent",
+                study_uid,
+            )
         res = segment_from_pacs(
             server,
             study_uid,
