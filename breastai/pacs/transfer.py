@@ -24,14 +24,16 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from breastai import RESEARCH_NOTICE
-from breastai.errors import InputError, PacsError
+from breastai.errors import InputError, OutputError, PacsError
 from breastai.io.atomic import atomic_file
+from breastai.pacs._json2dcm import header_file_bytes
 from breastai.pacs.connection import DicomwebServer
 
 __all__ = [
@@ -55,6 +57,9 @@ PACS_RECORD = "pacs.json"
 RESULT_DESCRIPTION_PREFIX = "breastai"
 #: Modalities whose series hold no images the reader could use (no metadata fetched).
 _NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "PR", "KO", "DOC", "RTSTRUCT", "REG", "OT_SR"})
+
+#: Concurrent WADO-RS requests of one pull.
+_WORKERS = 4
 
 _SERIES_UID = "0020000E"
 _SOP_UID = "00080018"
@@ -187,19 +192,38 @@ def _header_dataset(item: dict[str, Any]) -> Any:
 
 
 def _save(ds: Any, path: Path, *, header_only: bool) -> None:
+    """Write one instance as a Part 10 file (header-only files as Explicit VR Little Endian).
+
+    No temporary-and-rename here: the files go into the pull's own new folder.
+    """
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 
     meta = getattr(ds, "file_meta", None)
-    if header_only or meta is None or "TransferSyntaxUID" not in meta:
+    ts = None if header_only or meta is None else meta.get("TransferSyntaxUID")
+    if ts is None:
         new = FileMetaDataset()
         new.MediaStorageSOPClassUID = ds.SOPClassUID
         new.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ts = ExplicitVRLittleEndian if header_only or meta is None else meta.TransferSyntaxUID
-        new.TransferSyntaxUID = ts
+        new.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.file_meta = new
-    with atomic_file(path) as tmp:
-        ds.save_as(tmp, enforce_file_format=True)
+    try:
+        ds.save_as(path, enforce_file_format=True)
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot write the fetched study into {str(path.parent)!r}: {exc.strerror or exc}; "
+            "free space in the temporary folder (TMPDIR)."
+        ) from None
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot write the fetched study into {str(path.parent)!r}: {exc.strerror or exc}; "
+            "free space in the temporary folder (TMPDIR)."
+        ) from None
 
 
 def _safe_name(uid: str) -> str:
@@ -249,21 +273,33 @@ def pull_study(
     series = series if series is not None else list_series(server, study_uid)
     expected: dict[str, set[str]] = {}
     n_headers = 0
-    for s in series:
-        if s["modality"] in _NON_IMAGE_MODALITIES:
-            continue
-        uid = s["series_uid"]
-        sub = folder / _safe_name(uid)
-        sub.mkdir(exist_ok=True)
-        expected[uid] = set()
-        for item in server.series_metadata(study_uid, uid):
-            ds = _header_dataset(item)
-            sop = str(ds.get("SOPInstanceUID", ""))
-            if not sop or "SOPClassUID" not in ds:
-                continue
-            expected[uid].add(sop)
-            _save(ds, sub / f"{_safe_name(sop)}.dcm", header_only=True)
-            n_headers += 1
+    wanted = [s["series_uid"] for s in series if s["modality"] not in _NON_IMAGE_MODALITIES]
+    # the server reads while this thread converts: requests in flight overlap the conversion
+    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="wado") as pool:
+        futures = {pool.submit(server.series_metadata, study_uid, uid): uid for uid in wanted}
+        try:
+            for fut in as_completed(futures):
+                uid = futures[fut]
+                sub = folder / _safe_name(uid)
+                sub.mkdir(exist_ok=True)
+                expected[uid] = set()
+                for item in fut.result():
+                    encoded = header_file_bytes(item)
+                    if encoded is not None:
+                        data, sop, _ = encoded
+                        _write_bytes(sub / f"{_safe_name(sop)}.dcm", data)
+                    else:  # a character set or value form the fast encoder leaves to pydicom
+                        ds = _header_dataset(item)
+                        sop = str(ds.get("SOPInstanceUID", ""))
+                        if not sop or "SOPClassUID" not in ds:
+                            continue
+                        _save(ds, sub / f"{_safe_name(sop)}.dcm", header_only=True)
+                    expected[uid].add(sop)
+                    n_headers += 1
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
     t1 = time.perf_counter()
     if not n_headers:
         raise InputError(
@@ -274,20 +310,29 @@ def pull_study(
     chosen = select_dce_series(index, dce_series=dce_series, study_uid=study_uid)
     t2 = time.perf_counter()
     n_full = 0
-    for uid in chosen:
-        sub = folder / _safe_name(uid)
-        got: set[str] = set()
-        for ds in server.retrieve_series(study_uid, uid):
-            sop = str(ds.SOPInstanceUID)
-            _save(ds, sub / f"{_safe_name(sop)}.dcm", header_only=False)
-            got.add(sop)
-        missing = expected.get(uid, set()) - got
-        if missing:
-            raise PacsError(
-                f"DICOMweb server {server.url} sent {len(got)} of {len(got) + len(missing)} "
-                f"instances of series {uid}; try again, or check the server's log."
-            )
-        n_full += len(got)
+    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="wado") as pool:
+        pixel_futures = {pool.submit(server.retrieve_series, study_uid, uid): uid for uid in chosen}
+        try:
+            for pfut in as_completed(pixel_futures):
+                uid = pixel_futures[pfut]
+                sub = folder / _safe_name(uid)
+                got: set[str] = set()
+                for ds in pfut.result():
+                    sop = str(ds.SOPInstanceUID)
+                    _save(ds, sub / f"{_safe_name(sop)}.dcm", header_only=False)
+                    got.add(sop)
+                missing = expected.get(uid, set()) - got
+                if missing:
+                    raise PacsError(
+                        f"DICOMweb server {server.url} sent {len(got)} of "
+                        f"{len(got) + len(missing)} instances of series {uid}; try again, or "
+                        "check the server's log."
+                    )
+                n_full += len(got)
+        except BaseException:
+            for pf in pixel_futures:
+                pf.cancel()
+            raise
     for s in series:
         s["pixels"] = s["series_uid"] in chosen
     t3 = time.perf_counter()
