@@ -78,6 +78,8 @@ def main() -> int:
     study_uid = str(study.study_uid)
 
     orthanc = Orthanc(work / f"orthanc-{os.getpid()}").start()
+    assert orthanc.proc is not None
+    orthanc_pid = orthanc.proc.pid
     rows: list[tuple[str, float, float | None]] = []
     try:
         t0 = time.perf_counter()
@@ -154,8 +156,10 @@ def main() -> int:
     finally:
         orthanc.stop()
 
-    print(f"\n{what}; upload to Orthanc (REST, not timed in the rows) {upload_s:.1f} s; "
-          f"median of {repeats} repeat(s) for the reads\n")  # fmt: skip
+    print(
+        f"\n{what}; Orthanc pid {orthanc_pid} (stopped); upload to Orthanc (REST, not timed in "
+        f"the rows) {upload_s:.1f} s; median of {repeats} repeat(s) for the reads\n"
+    )
     print("| What | Seconds | Ratio |")
     print("|---|---|---|")
     for name, secs, ratio in rows:
