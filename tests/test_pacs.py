@@ -505,3 +505,24 @@ def _same_elements(ref, mine) -> None:
                 elem,
                 other,
             )
+
+
+def test_select_dce_series_from_headers_is_the_readers_choice(data, tmp_path) -> None:
+    from breastai.errors import NoDCESeriesError
+    from breastai.io import load_study
+    from breastai.io.dicom import select_dce_series
+    from breastai.io.dicom_index import index_folder
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    for f in data["dce_files"]:
+        (folder / f.name).write_bytes(f.read_bytes())
+    chosen = select_dce_series(index_folder(folder))
+    study = load_study(folder)
+    assert chosen == list(dict.fromkeys(p.series_uid for p in study.phases))
+    assert data["decoy_series"] not in chosen
+    with pytest.raises(NoDCESeriesError) as err:
+        select_dce_series(index_folder(data["root"] / "single"))
+    with pytest.raises(NoDCESeriesError) as err2:
+        load_study(data["root"] / "single")
+    assert str(err.value) == str(err2.value)  # the same reason as a folder read gives
