@@ -526,3 +526,28 @@ def test_select_dce_series_from_headers_is_the_readers_choice(data, tmp_path) ->
     with pytest.raises(NoDCESeriesError) as err2:
         load_study(data["root"] / "single")
     assert str(err.value) == str(err2.value)  # the same reason as a folder read gives
+
+
+@needs_orthanc
+def test_requests_are_retried_with_backoff_until_the_server_is_back(data, orthanc) -> None:
+    import threading
+
+    from breastai.pacs import Credentials, DicomwebServer
+
+    a = data["dce"]
+    orthanc.upload(_files(a))
+    orthanc.stop()
+    server = DicomwebServer(
+        orthanc.url, Credentials(user=USER, password=PASSWORD), attempts=6, backoff_s=0.5
+    )
+    restart = threading.Timer(1.0, orthanc.start)  # the same port and storage, 1 s later
+    restart.start()
+    try:
+        found = server.search_series(a["study_uid"])
+    finally:
+        restart.join()
+    assert len(found) == 3
+    orthanc.stop()
+    quick = DicomwebServer(orthanc.url, Credentials(user=USER, password=PASSWORD), attempts=2)
+    with pytest.raises(PacsError, match=r"Could not connect .* \(tried 2 times\)"):
+        quick.search_series(a["study_uid"])

@@ -382,18 +382,20 @@ class DicomwebServer:
             try:
                 return fn(*args, **kwargs)
             except (requests.exceptions.RequestException, ValueError, KeyError) as exc:
-                retry, error = self._error(exc, what)
-                if not retry or attempt == self.attempts:
-                    if retry and self.attempts > 1:
-                        error = type(error)(
-                            f"{str(error).rstrip('.')} (tried {self.attempts} times)."
-                        )
-                    raise error from None
-                log.info("%s (attempt %d of %d); retrying in %.1f s", error, attempt,
-                            self.attempts, delay)  # fmt: skip
-                time.sleep(delay)
-                delay *= 2
+                delay = self._retry_or_raise(exc, what, attempt, delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_or_raise(self, exc: BaseException, what: str, attempt: int, delay: float) -> float:
+        """Raise the mapped error unless another attempt is due; then wait and return the next
+        wait."""
+        retry, error = self._error(exc, what)
+        if not retry or attempt >= self.attempts:
+            if retry and self.attempts > 1:
+                error = type(error)(f"{str(error).rstrip('.')} (tried {self.attempts} times).")
+            raise error from None
+        log.info("%s (attempt %d of %d); retrying in %.1f s", error, attempt, self.attempts, delay)
+        time.sleep(delay)
+        return delay * 2
 
     # ------------------------------------------------------------------------ DICOMweb (client)
 
@@ -429,16 +431,20 @@ class DicomwebServer:
         )
 
     def retrieve_series(self, study_uid: str, series_uid: str) -> Iterator[Any]:
-        """WADO-RS instances of a series, one ``pydicom.Dataset`` at a time.
+        """WADO-RS instances of a series, streamed one ``pydicom.Dataset`` at a time.
 
-        Retried as a whole: the first instance is only yielded once the request succeeded.
+        A failed transfer is started again (with the same retry policy), so an instance can be
+        yielded twice: callers key what they keep by SOPInstanceUID.
         """
-        return iter(
-            self.call(
-                f"fetching the images of series {series_uid}",
-                lambda: list(self.client.iter_series(study_uid, series_uid)),
-            )
-        )
+        requests = _requests()
+        what = f"fetching the images of series {series_uid}"
+        delay = self.backoff_s
+        for attempt in range(1, self.attempts + 1):
+            try:
+                yield from self.client.iter_series(study_uid, series_uid)
+                return
+            except (requests.exceptions.RequestException, ValueError, KeyError) as exc:
+                delay = self._retry_or_raise(exc, what, attempt, delay)
 
     def retrieve_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> Any:
         """WADO-RS one instance."""
@@ -481,11 +487,14 @@ class DicomwebServer:
         what = "asking whether the server is an Orthanc"
         try:
             resp = self.session.get(f"{root}/system", timeout=self.timeout_s)
-            if resp.status_code in (401, 403):
-                resp.raise_for_status()
-        except (requests.exceptions.ConnectionError, requests.exceptions.HTTPError) as exc:
+        except requests.exceptions.ConnectionError as exc:
             raise self._error(exc, what)[1] from None
         except requests.exceptions.RequestException:
+            return None
+        if resp.status_code in (401, 403):
+            # an Orthanc refusing these credentials, or another server guarding an unknown
+            # path: the DICOMweb root itself decides (raises PacsAuthError when it refuses too)
+            self.call("checking the credentials", self.client.search_for_studies, limit=1)
             return None
         if resp.status_code != 200:
             return None

@@ -309,26 +309,29 @@ def pull_study(
     index = index_folder(folder)
     chosen = select_dce_series(index, dce_series=dce_series, study_uid=study_uid)
     t2 = time.perf_counter()
+
+    def fetch(uid: str) -> int:
+        """Stream one DCE series to disk (in a worker thread); the number of instances."""
+        sub = folder / _safe_name(uid)
+        got: set[str] = set()
+        for ds in server.retrieve_series(study_uid, uid):
+            sop = str(ds.SOPInstanceUID)
+            _save(ds, sub / f"{_safe_name(sop)}.dcm", header_only=False)
+            got.add(sop)
+        missing = expected.get(uid, set()) - got
+        if missing:
+            raise PacsError(
+                f"DICOMweb server {server.url} sent {len(got)} of {len(got) + len(missing)} "
+                f"instances of series {uid}; try again, or check the server's log."
+            )
+        return len(got)
+
     n_full = 0
     with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="wado") as pool:
-        pixel_futures = {pool.submit(server.retrieve_series, study_uid, uid): uid for uid in chosen}
+        pixel_futures = [pool.submit(fetch, uid) for uid in chosen]
         try:
             for pfut in as_completed(pixel_futures):
-                uid = pixel_futures[pfut]
-                sub = folder / _safe_name(uid)
-                got: set[str] = set()
-                for ds in pfut.result():
-                    sop = str(ds.SOPInstanceUID)
-                    _save(ds, sub / f"{_safe_name(sop)}.dcm", header_only=False)
-                    got.add(sop)
-                missing = expected.get(uid, set()) - got
-                if missing:
-                    raise PacsError(
-                        f"DICOMweb server {server.url} sent {len(got)} of "
-                        f"{len(got) + len(missing)} instances of series {uid}; try again, or "
-                        "check the server's log."
-                    )
-                n_full += len(got)
+                n_full += pfut.result()
         except BaseException:
             for pf in pixel_futures:
                 pf.cancel()
