@@ -98,7 +98,7 @@ def main() -> int:
                 t0 = time.perf_counter()
                 pulled = pull_study(server, study_uid, Path(tmp) / f"pull{k}")
                 t1 = time.perf_counter()
-                load_study(pulled.folder, dce_series=pulled.dce_series, study_uid=study_uid)
+                load_study(pulled.folder, study_uid=study_uid)
                 t2 = time.perf_counter()
             pull_s.append(t2 - t0)
             headers_s.append(pulled.timings_s["list+headers"] + pulled.timings_s["select"])

@@ -551,3 +551,22 @@ def test_requests_are_retried_with_backoff_until_the_server_is_back(data, orthan
     quick = DicomwebServer(orthanc.url, Credentials(user=USER, password=PASSWORD), attempts=2)
     with pytest.raises(PacsError, match=r"Could not connect .* \(tried 2 times\)"):
         quick.search_series(a["study_uid"])
+
+
+def test_other_character_sets_fall_back_to_pydicom(tmp_path) -> None:
+    import pydicom
+
+    from breastai.pacs import transfer
+    from breastai.pacs._json2dcm import header_file_bytes
+
+    info = write_classic_study(tmp_path / "s", shape=(2, 4, 4), n_phases=2)
+    ds = pydicom.dcmread(info["files"][0][0])
+    ds.SpecificCharacterSet = "ISO_IR 144"
+    ds.PatientName = "Иванова^Анна"
+    item = ds.to_json_dict(bulk_data_threshold=16, bulk_data_element_handler=lambda e: "http://b")
+    assert header_file_bytes(item) is None  # Cyrillic ISO_IR 144: not the fast encoder's
+    back = transfer._header_dataset(item)
+    transfer._save(back, tmp_path / "h.dcm", header_only=True)
+    again = pydicom.dcmread(tmp_path / "h.dcm")
+    assert str(again.PatientName) == "Иванова^Анна" and "PixelData" not in again
+    assert again.ImagePositionPatient == ds.ImagePositionPatient

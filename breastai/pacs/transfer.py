@@ -43,6 +43,7 @@ __all__ = [
     "PulledStudy",
     "SentObject",
     "existing_results",
+    "list_series",
     "pull_study",
     "segment_from_pacs",
     "send_results",
@@ -56,13 +57,12 @@ PACS_RECORD = "pacs.json"
 #: Every series breastai stores starts its SeriesDescription with this.
 RESULT_DESCRIPTION_PREFIX = "breastai"
 #: Modalities whose series hold no images the reader could use (no metadata fetched).
-_NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "PR", "KO", "DOC", "RTSTRUCT", "REG", "OT_SR"})
+_NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "PR", "KO", "DOC", "RTSTRUCT", "REG"})
 
 #: Concurrent WADO-RS requests of one pull.
 _WORKERS = 4
 
 _SERIES_UID = "0020000E"
-_SOP_UID = "00080018"
 _MODALITY = "00080060"
 _DESCRIPTION = "0008103E"
 _NUMBER = "00200011"
@@ -623,7 +623,8 @@ def segment_from_pacs(
         if progress:
             progress("pull", 1.0)
         t1 = time.perf_counter()
-        study = load_study(folder, dce_series=pulled.dce_series, study_uid=study_uid)
+        # the reader decides again from the same headers (its decision log is the manifest's)
+        study = load_study(folder, dce_series=settings.dce_series, study_uid=study_uid)
         result = segment_study(
             study, out_dir=out_dir, settings=settings, progress=progress, models=models
         )
