@@ -1228,7 +1228,11 @@ def watch_cmd(
     ] = WatchMode.AUTO,
     since_date: Annotated[
         str | None,
-        typer.Option("--since-date", help="QIDO-RS: oldest StudyDate (YYYYMMDD) to look at."),
+        typer.Option(
+            "--since-date",
+            help="YYYYMMDD. QIDO-RS: oldest StudyDate to look at. Orthanc: the first look takes "
+            "studies that arrived since then (default: yesterday).",
+        ),
     ] = None,
     stable_age: Annotated[
         float,

@@ -570,3 +570,19 @@ def test_other_character_sets_fall_back_to_pydicom(tmp_path) -> None:
     again = pydicom.dcmread(tmp_path / "h.dcm")
     assert str(again.PatientName) == "Иванова^Анна" and "PixelData" not in again
     assert again.ImagePositionPatient == ds.ImagePositionPatient
+
+
+@needs_orthanc
+def test_watch_first_look_is_bounded_then_follows_the_feed(data, orthanc, tmp_path) -> None:
+    a, b = data["dce"], data["other"]
+    orthanc.upload(_files(a))
+    orthanc.wait_stable(a["study_uid"])
+    out = tmp_path / "out"
+    first = _watch(data, orthanc, out, "--since-date", "20300101")  # a's arrival is before it
+    assert first.exit_code == 0 and "nothing new" in first.stdout, first.output
+    orthanc.upload(_files(b))
+    orthanc.wait_stable(b["study_uid"])
+    second = _watch(data, orthanc, out)
+    assert second.exit_code == 0 and f"sent {b['study_uid']}" in second.stdout, second.output
+    assert a["study_uid"] not in second.stdout
+    assert set(_by_modality(orthanc, a["study_uid"])) == {"MR"}

@@ -3,7 +3,8 @@
 Finding new studies:
 
 * **Orthanc** (detected from ``<root>/system``; ``mode="orthanc"``): Orthanc's change feed
-  (``/changes?since=N``), which Orthanc keeps in its database across restarts. Every
+  (``/changes?since=N``), which Orthanc keeps in its database across restarts; the first look
+  takes the changes from one day back (or ``since_date``), not the server's whole history. Every
   ``NewStudy`` and ``StableStudy`` change puts the study on the pending list (kept in the state
   file); a pending study is handled once Orthanc reports it stable (``IsStable``: no new instance
   for Orthanc's ``StableAge``). Tracking ``NewStudy`` too means a study whose ``StableStudy``
@@ -181,12 +182,20 @@ def _locked(state_path: Path) -> Iterator[None]:
 # ------------------------------------------------------------------------------ finding studies
 
 
-def _orthanc_candidates(server: DicomwebServer, root: str, state: WatchState) -> list[str]:
-    """Pending studies from Orthanc's change feed that are stable now (StudyInstanceUIDs)."""
+def _orthanc_candidates(
+    server: DicomwebServer, root: str, state: WatchState, *, since_date: str | None
+) -> list[str]:
+    """Pending studies from Orthanc's change feed that are stable now (StudyInstanceUIDs).
+
+    The first look (no position recorded) takes studies that arrived from ``since_date``
+    (default: yesterday) on, not the server's whole history.
+    """
     orth = state.data["orthanc"]
     if orth.get("root") != root:
         orth.clear()
         orth["root"] = root
+    first = "since" not in orth
+    cutoff = since_date or (date.today() - timedelta(days=1)).strftime("%Y%m%d")
     since = int(orth.get("since", 0))
     pending: dict[str, str] = orth.setdefault("pending", {})  # orthanc id -> study uid or ""
     latest = server.orthanc_get(root, "/changes", {"last": ""})
@@ -202,8 +211,11 @@ def _orthanc_candidates(server: DicomwebServer, root: str, state: WatchState) ->
     while True:
         doc = server.orthanc_get(root, "/changes", {"since": since, "limit": 500})
         for change in doc.get("Changes", []):
-            if change.get("ChangeType") in ("NewStudy", "StableStudy"):
-                pending.setdefault(str(change["ID"]), "")
+            if change.get("ChangeType") not in ("NewStudy", "StableStudy"):
+                continue
+            if first and str(change.get("Date", ""))[:8] < cutoff:
+                continue  # arrived before the first look's window
+            pending.setdefault(str(change["ID"]), "")
         since = int(doc.get("Last", since))
         if doc.get("Done", True):
             break
@@ -303,7 +315,7 @@ def find_new_studies(
             "--mode qido."
         )
     if root is not None:
-        return _orthanc_candidates(server, root, state), "orthanc"
+        return _orthanc_candidates(server, root, state, since_date=since_date), "orthanc"
     when = time.time() if now is None else now
     ready = _qido_candidates(
         server, state, stable_age_s=stable_age_s, since_date=since_date, now=when
