@@ -446,11 +446,17 @@ def segment(
             help="SeriesInstanceUID (or number) of the DCE acquisition; repeat or comma-separate.",
         ),
     ] = None,
+    # --- PACS (section: pacs, below) ---
+    from_pacs: Annotated[str | None, typer.Option("--from-pacs", help=_FROM_PACS_HELP)] = None,
+    pacs_study: Annotated[str | None, typer.Option("--study", help=_STUDY_HELP)] = None,
+    send_to: Annotated[str | None, typer.Option("--send-to", help=_SEND_TO_HELP)] = None,
+    send_preview: Annotated[bool, typer.Option("--send-preview", help=_PREVIEW_HELP)] = False,
 ) -> None:
     """Segment breast and tumor, write NIfTI masks, DICOM-SEG, report, preview and manifest.
 
     Each study goes to OUT/<folder name>-<hash of its path>/; OUT/cohort.csv and cohort.json
     list every study. A rerun skips studies whose outputs are complete (docs/cohorts.md).
+    With --from-pacs URL --study UID the study is fetched over DICOMweb (docs/pacs.md).
     """
     from rich.markup import escape
     from rich.progress import (
@@ -468,9 +474,12 @@ def segment(
     studies = list(study_dirs or [])
     if studies_from is not None:
         studies += read_study_list(studies_from)
-    if not studies:
-        raise typer.BadParameter("give study folders or --studies-from FILE.")
     series = tuple(s.strip() for item in (dce_series or ()) for s in item.split(",") if s.strip())
+    studies = _check_pacs_options(studies, from_pacs, pacs_study, send_to, send_preview)
+    if from_pacs is not None and ray_address is not None:
+        from breastai.errors import ParameterError
+
+        raise ParameterError("--ray runs study folders; --from-pacs fetches one study: not both.")
     settings = Settings(
         device=device,
         runtime=runtime.value,
@@ -486,6 +495,10 @@ def segment(
         dce_series=series,
     )
     show = not quiet and not json_output
+    if from_pacs is not None and pacs_study is not None:
+        _segment_from_pacs(from_pacs, pacs_study, out, settings, send_to, send_preview,
+                           show=show, json_output=json_output)  # fmt: skip
+        return
     n = len(studies)
     progress = Progress(
         TextColumn("{task.description}"),
@@ -1146,6 +1159,246 @@ def import_weights_cmd(
         f"{res.parity:.2g}).\nRegistered in {res.weights_file}; use it with "
         f"`breastai segment STUDY --weights {res.name}`."
     )
+
+
+# === section: pacs (breastai.pacs; `segment --from-pacs`, `watch`) ===
+
+_FROM_PACS_HELP = (
+    "Fetch the study over DICOMweb from this root URL (e.g. http://localhost:8042/dicom-web); "
+    "with --study. Credentials: BREASTAI_DICOMWEB_USER + BREASTAI_DICOMWEB_PASSWORD or "
+    "BREASTAI_DICOMWEB_TOKEN, or the config file (docs/pacs.md); never on the command line."
+)
+_STUDY_HELP = "StudyInstanceUID to fetch with --from-pacs."
+_SEND_TO_HELP = (
+    "Store the DICOM-SEG and the SR into the same study on this DICOMweb server (STOW-RS)."
+)
+_PREVIEW_HELP = "Also store the preview as a Secondary Capture (with --send-to, or watch)."
+
+
+def _check_pacs_options(
+    study_dirs: list[Path],
+    from_pacs: str | None,
+    study: str | None,
+    send_to: str | None,
+    send_preview: bool,
+) -> list[Path]:
+    from breastai.errors import ParameterError
+
+    if from_pacs is None:
+        if study is not None or send_to is not None or send_preview:
+            raise ParameterError(
+                "--study, --send-to and --send-preview go with --from-pacs URL; folder studies "
+                "are not sent to a PACS."
+            )
+        if not study_dirs:
+            raise ParameterError(
+                "No study given: pass STUDY_DIR [STUDY_DIR ...], --studies-from FILE or "
+                "--from-pacs URL --study UID."
+            )
+        return study_dirs
+    if study_dirs:
+        raise ParameterError(
+            "Pass study folders (or --studies-from) or --from-pacs URL --study UID, not both."
+        )
+    if study is None:
+        raise ParameterError("--from-pacs needs --study STUDY_UID (the StudyInstanceUID).")
+    if send_preview and send_to is None:
+        raise ParameterError("--send-preview needs --send-to URL.")
+    return []
+
+
+def _sent_lines(sent: list[Any]) -> list[str]:
+    return [
+        f"stored {s.kind} {s.file} as series {s.series_uid} (references series "
+        f"{', '.join(s.referenced_series) or '-'})"
+        for s in sent
+    ]
+
+
+def _segment_from_pacs(
+    url: str,
+    study_uid: str,
+    out: Path,
+    settings: Any,
+    send_to: str | None,
+    send_preview: bool,
+    *,
+    show: bool,
+    json_output: bool,
+) -> None:
+    from breastai.pacs import connect, segment_from_pacs
+
+    source = connect(url)
+    target = None
+    if send_to is not None:
+        target = source if send_to.rstrip("/") == source.url else connect(send_to)
+    with err_console.status("fetching the study over DICOMweb ...") as status:
+
+        def on_progress(stage: str, fraction: float) -> None:
+            if show:
+                status.update(f"{study_uid[-16:]}: {stage}")
+
+        if not show:
+            status.stop()
+        res = segment_from_pacs(
+            source,
+            study_uid,
+            out_dir=out,
+            settings=settings,
+            send_to=target,
+            preview=send_preview,
+            progress=on_progress,
+        )
+    result = res.segment
+    if json_output:
+        print_json(
+            {"notice": RESEARCH_NOTICE, "results": [result.to_dict()], "pacs": res.to_dict()}
+        )
+        return
+    if not show:
+        return
+    for note in result.notices:
+        err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    console.print(_segment_table([result]))
+    t = res.timings_s
+    console.print(
+        f"fetched {res.pulled.n_instances_full} images of the DCE series "
+        f"({len(res.pulled.dce_series)} series) and the headers of "
+        f"{res.pulled.n_instances_headers} others from {source.url} in {t['pull']:.1f} s",
+        highlight=False,
+    )
+    for line in _sent_lines(res.sent):
+        console.print(line, highlight=False)
+    if result.demo_weights:
+        console.print(
+            "[yellow]Demo weights (trained on synthetic phantoms): not for real patients.[/yellow]"
+        )
+    console.print(RESEARCH_NOTICE, style="dim")
+
+
+class WatchMode(StrEnum):
+    """How `breastai watch` finds new studies (breastai.pacs.watch.MODES)."""
+
+    AUTO = "auto"
+    ORTHANC = "orthanc"
+    QIDO = "qido"
+
+
+_EVENT_STYLE = {"sent": "green", "segmented": "green", "skipped": "yellow", "failed": "red"}
+
+
+@app.command("watch")
+@handle_errors
+def watch_cmd(
+    url: Annotated[
+        str, typer.Argument(help="DICOMweb root URL of the server to watch (credentials: env).")
+    ],
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="Output folder; one subfolder per study UID.")
+    ] = Path("breastai-output"),
+    once: Annotated[
+        bool, typer.Option("--once", help="Handle what is new, then exit (cron, tests).")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between looks.")
+    ] = 30.0,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state", help="State file (default OUT/breastai-watch.json).", dir_okay=False
+        ),
+    ] = None,
+    send_to: Annotated[
+        str | None, typer.Option("--send-to", help="Store results here (default: URL).")
+    ] = None,
+    no_send: Annotated[
+        bool, typer.Option("--no-send", help="Segment only; store nothing in any PACS.")
+    ] = False,
+    send_preview: Annotated[bool, typer.Option("--send-preview", help=_PREVIEW_HELP)] = False,
+    mode: Annotated[
+        WatchMode,
+        typer.Option(
+            help="auto: Orthanc's change feed when the server is an Orthanc, else QIDO-RS."
+        ),
+    ] = WatchMode.AUTO,
+    since_date: Annotated[
+        str | None,
+        typer.Option(
+            "--since-date",
+            help="YYYYMMDD. QIDO-RS: oldest StudyDate to look at. Orthanc: the first look takes "
+            "studies that arrived since then (default: yesterday).",
+        ),
+    ] = None,
+    stable_age: Annotated[
+        float,
+        typer.Option(
+            "--stable-age", min=0.0, help="QIDO-RS: seconds a study must stay unchanged first."
+        ),
+    ] = 60.0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    weights: Annotated[
+        str | None, typer.Option("--weights", help="Tumor model name or ONNX path.")
+    ] = None,
+    breast_weights: Annotated[
+        str | None, typer.Option("--breast-weights", help="Breast model name or ONNX path.")
+    ] = None,
+    weights_file: WeightsFileOption = None,
+) -> None:
+    """Watch a DICOMweb server: segment each new breast DCE study once and send the results back.
+
+    Orthanc: its change feed (stable studies); other servers: QIDO-RS by StudyDate. Studies
+    without a DCE acquisition are skipped with the reader's reason. What was handled is kept in
+    the state file, so every study is handled once across restarts (docs/pacs.md).
+    """
+    from breastai.pacs import WatchEvent, connect, watch, watch_once
+    from breastai.pipeline import Settings
+
+    server = connect(url, attempts=3 if once else 2)
+    target = None
+    if send_to is not None and not no_send:
+        target = server if send_to.rstrip("/") == server.url else connect(send_to)
+    settings = Settings(
+        device=device, weights=weights, breast_weights=breast_weights, weights_file=weights_file
+    )
+    counts: dict[str, int] = {}
+
+    def on_event(ev: WatchEvent) -> None:
+        counts[ev.status] = counts.get(ev.status, 0) + 1
+        if ev.status == "server-error":
+            err_console.print(f"[yellow]server:[/yellow] {ev.message}", highlight=False)
+            return
+        style = _EVENT_STYLE.get(ev.status, "")
+        label = f"[{style}]{ev.status}[/{style}]" if style else ev.status
+        console.print(f"{label} {ev.study_uid}: {ev.message}", highlight=False, soft_wrap=True)
+
+    common: dict[str, Any] = {
+        "out_dir": out,
+        "state_path": state,
+        "settings": settings,
+        "send_to": target,
+        "send": not no_send,
+        "preview": send_preview,
+        "mode": mode.value,
+        "stable_age_s": stable_age,
+        "since_date": since_date,
+        "on_event": on_event,
+    }
+    if once:
+        events = watch_once(server, **common)
+        if not events:
+            console.print("nothing new", highlight=False)
+        console.print(RESEARCH_NOTICE, style="dim")
+        if any(e.status == "failed" for e in events):
+            raise typer.Exit(code=1)
+        return
+    console.print(
+        f"watching {server.url} every {interval:g} s (Ctrl-C to stop); {RESEARCH_NOTICE}",
+        highlight=False,
+    )
+    watch(server, interval_s=interval, **common)
+
+
+# === end of section: pacs ===
 
 
 def main() -> None:

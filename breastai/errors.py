@@ -22,6 +22,9 @@ __all__ = [
     "NoDCESeriesError",
     "OutputError",
     "OutputExistsError",
+    "PacsAuthError",
+    "PacsError",
+    "PacsUnavailableError",
     "ParameterError",
     "UnsupportedInputError",
     "WeightsError",
@@ -95,3 +98,15 @@ class OutputError(BreastAIError):
 
 class OutputExistsError(OutputError):
     """An output already exists and ``force`` was not given."""
+
+
+class PacsError(BreastAIError):
+    """A DICOMweb server (PACS) answered with an error, or its answer cannot be used."""
+
+
+class PacsAuthError(PacsError):
+    """The DICOMweb server refused the credentials (HTTP 401/403)."""
+
+
+class PacsUnavailableError(PacsError):
+    """The DICOMweb server could not be reached or kept failing (connection, timeout, HTTP 5xx)."""

@@ -1311,6 +1311,20 @@ def write_sr(
                 qualitative_evaluations=evaluations or None,
             )
         )
+    if not groups:  # TID 1500 needs one group: say "no lesion", T category "none"
+        value = hd.sr.CodedConcept(
+            value=report.t_category, scheme_designator="99BREASTAI", meaning=report.t_category
+        )
+        groups.append(
+            hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=generate_uid(), identifier="no lesion found"
+                ),
+                finding_type=codes.SCT.Breast,
+                algorithm_id=algorithm,
+                qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=t_name, value=value)],
+            )
+        )
     content = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=device),
         procedure_reported=codes.LN.BreastBilateralMrWoAndWContrastIv,

@@ -677,3 +677,28 @@ def test_sr_needs_a_dicom_study_and_extra_keys_cannot_clash(tmp_path: Path) -> N
         write_sr(rep, study, tmp_path / "sr.dcm")
     with pytest.raises(ParameterError, match="t_category"):
         write_report(rep, tmp_path, extra={"t_category": "T4"})
+
+
+def test_sr_of_a_study_without_lesions_says_none(tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    from breastai.io import load_study
+    from breastai.report import write_sr
+
+    hd = pytest.importorskip("highdicom")
+    pdicom = pytest.importorskip("breastai.phantom.dicom")
+    phantom = pytest.importorskip("breastai.phantom")
+    case = _phantom_with_lesion(
+        phantom, shape_zyx=(24, 64, 64), spacing_zyx=(4.0, 2.6, 2.6), n_phases=3
+    )
+    pdicom.write_dicom_study(case, tmp_path / "dicom", decoys=False)
+    study = load_study(tmp_path / "dicom")
+    empty = sitk.Image(study.reference.image.GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(study.reference.image)
+    rep = measure_lesions(empty, study=study)
+    assert rep.lesions == [] and rep.t_category == "none"
+    sr = hd.sr.srread(write_sr(rep, study, tmp_path / "sr.dcm"))
+    (group,) = sr.content.get_image_measurement_groups()
+    assert group.get_measurements() == []
+    (qual,) = group.get_qualitative_evaluations()
+    assert qual.value.value == "none"

@@ -58,7 +58,14 @@ from breastai.io.dicom_select import (
 from breastai.io.times import phase_timing, since_injection
 from breastai.study import DecisionLog, Phase, Study
 
-__all__ = ["ReaderOptions", "check_decoder", "list_series", "read_dicom_study", "select_series"]
+__all__ = [
+    "ReaderOptions",
+    "check_decoder",
+    "list_series",
+    "read_dicom_study",
+    "select_dce_series",
+    "select_series",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -1535,3 +1542,51 @@ def _nominal_times(groups: Sequence[_Group]) -> list[float | None]:
         return [None] * len(groups)
     base = out[0] or 0.0
     return [float(v) - base for v in out if v is not None]
+
+
+def select_dce_series(
+    index: SeriesIndex,
+    *,
+    dce_series: Sequence[str] = (),
+    study_uid: str | None = None,
+    options: ReaderOptions | None = None,
+) -> list[str]:
+    """The SeriesInstanceUIDs of the DCE acquisition, chosen from headers alone (no pixels).
+
+    The same choice :func:`read_dicom_study` makes (exclusions, scoring, ambiguity), for callers
+    that must decide which series' pixel data to fetch, e.g. over DICOMweb (``breastai.pacs``)
+    from header-only files.
+
+    Parameters
+    ----------
+    index:
+        The header index of the folder (header-only files are enough).
+    dce_series, study_uid, options:
+        As for :func:`read_dicom_study`.
+
+    Returns
+    -------
+    list of str
+        The chosen series, in the candidate's order.
+
+    Raises
+    ------
+    NoDCESeriesError
+        No DCE acquisition (the message is the reader's reason).
+    AmbiguousStudyError
+        Several candidates score alike.
+    InputError
+        Empty folder, mixed studies or patients.
+    """
+    opts = options or ReaderOptions()
+    units, cands = select_series(index, dce_series=dce_series, study_uid=study_uid, options=opts)
+    if not cands or not cands[0].strong:
+        raise _candidate_error(cands, units)
+    best = cands[0]
+    if len(cands) > 1 and cands[1].strong and cands[1].score >= best.score - 1:
+        raise AmbiguousStudyError(
+            f"{sum(1 for c in cands if c.strong)} candidate DCE acquisitions score alike "
+            f"({best.score} vs {cands[1].score}); choose one with --dce-series UID[,UID...].",
+            [c.line(rank) for rank, c in enumerate(cands[:5], start=1) if c.strong],
+        )
+    return list(dict.fromkeys(u.series_uid for u in best.units))
