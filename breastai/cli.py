@@ -1259,7 +1259,12 @@ def _segment_from_pacs(
         return
     for note in result.notices:
         err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
-    console.print(_segment_table([result]))
+    from breastai.cohort import CohortRow
+
+    folder = result.out_dir.name if result.out_dir else "-"
+    seconds = result.timings_s.get("total")
+    row = CohortRow.from_result(result, study=study_uid, folder=folder, seconds=seconds)
+    console.print(_segment_table([row]))
     t = res.timings_s
     console.print(
         f"fetched {res.pulled.n_instances_full} images of the DCE series "

@@ -52,7 +52,7 @@ from typing import Any
 from breastai import RESEARCH_NOTICE
 from breastai.errors import BreastAIError, ClusterError, InputError, OutputError
 from breastai.io.atomic import atomic_file
-from breastai.pipeline import Settings
+from breastai.pipeline import SegmentResult, Settings
 from breastai.study import Study
 
 __all__ = [
@@ -310,6 +310,25 @@ class CohortRow:
     notices: list[str] = field(default_factory=list)  # not a column
     demo_weights: bool | None = None  # not a column
     timings_s: dict[str, float] = field(default_factory=dict)  # per stage (not a column)
+
+    @classmethod
+    def from_result(cls, res: SegmentResult, *, study: str, folder: str, **kw: Any) -> CohortRow:
+        """The row of a finished :class:`~breastai.pipeline.SegmentResult`."""
+        return cls(
+            study=study,
+            folder=folder,
+            status="ok" if res.ok else "failed",
+            error=res.error,
+            lesion_count=res.lesion_count,
+            t_category=res.t_category,
+            longest_diameter_mm=res.longest_diameter_mm,
+            tumor_volume_ml=res.tumor_volume_ml,
+            breast_volume_ml=res.breast_volume_ml,
+            notices=list(res.notices),
+            demo_weights=res.demo_weights,
+            timings_s=dict(res.timings_s),
+            **kw,
+        )
 
     @property
     def ok(self) -> bool:
@@ -632,15 +651,16 @@ class StudyWorker:
                     "cohort": {"key": st.key, "run_id": self.run_id, "worker": self.worker}
                 },
             )
-            row = self._row(job, "ok", st.t0)
-            row.lesion_count = res.lesion_count
-            row.t_category = res.t_category
-            row.longest_diameter_mm = res.longest_diameter_mm
-            row.tumor_volume_ml = res.tumor_volume_ml
-            row.breast_volume_ml = res.breast_volume_ml
-            row.notices = list(res.notices)
-            row.demo_weights = res.demo_weights
-            row.timings_s = dict(res.timings_s)
+            base = self._row(job, "ok", st.t0)
+            row = CohortRow.from_result(
+                res,
+                study=base.study,
+                folder=base.folder,
+                seconds=base.seconds,
+                worker=base.worker,
+                attempts=base.attempts,
+                index=base.index,
+            )
         except Exception as exc:
             row = self._row(job, "failed", st.t0, _error_line(exc))
         finally:

@@ -19,6 +19,7 @@ from segment_factory import make_model_pair, write_classic_study
 from typer.testing import CliRunner
 
 from breastai.cli import app
+from breastai.cohort import study_folder_name
 from breastai.errors import PacsError, ParameterError
 
 pytest.importorskip("dicomweb_client", reason="the [pacs] extra (dicomweb-client) is not installed")
@@ -180,7 +181,8 @@ def test_segment_from_pacs_sends_seg_and_sr_into_the_study(data, orthanc, tmp_pa
     assert res2.exit_code == 0, res2.output
     for name in ("tumor.nii.gz", "breast.nii.gz"):
         a = sitk.GetArrayFromImage(sitk.ReadImage(str(local / name)))
-        b = sitk.GetArrayFromImage(sitk.ReadImage(str(folder_out / "folder" / name)))
+        folder = folder_out / study_folder_name(tmp_path / "folder")
+        b = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / name)))
         assert a.any() and np.array_equal(a, b), name
 
     # what Orthanc now holds: one SEG, one SR, one Secondary Capture, in this study
