@@ -178,15 +178,26 @@ def build_units(records: Sequence[FrameRecord]) -> list[Unit]:
     return units
 
 
-def exclusion_reason(unit: Unit, units: Sequence[Unit], *, te_max_ms: float = 20.0) -> str | None:
-    """The hard exclusion rule (§1.1) that removes ``unit``, or None when it stays a candidate."""
+def exclusion_reason(
+    unit: Unit, units: Sequence[Unit], *, te_max_ms: float = 20.0, siblings: bool = True
+) -> str | None:
+    """The hard exclusion rule (§1.1) that removes ``unit``, or None when it stays a candidate.
+
+    ``siblings=False`` skips the Philips sibling rule (used to ask whether the sibling itself is
+    an original candidate)."""
     if unit.excluded:
         return unit.excluded
     recs = unit.records
     first = recs[0]
     if any(r.samples_per_pixel != 1 for r in recs):
         return "colour image (SamplesPerPixel > 1)"
-    if any(r.iop is None or r.ipp is None or r.pixel_spacing is None for r in recs):
+    if all(r.iop is None or r.ipp is None or r.pixel_spacing is None for r in recs):
+        # a series of which only some files lack geometry stays a candidate: the validation of
+        # the chosen series names those files (dicom_validate)
+        unusable = [(k, v) for r in recs[:1] for k, v in r.unparsed]
+        if unusable:
+            keyword, text = unusable[0]
+            return f"no usable image geometry ({keyword} is {text!r})"
         return (
             "no image geometry (ImagePositionPatient/ImageOrientationPatient/PixelSpacing missing)"
         )
@@ -209,9 +220,22 @@ def exclusion_reason(unit: Unit, units: Sequence[Unit], *, te_max_ms: float = 20
         return f"derived series (description token {hit[0]!r})"
     if _GE_SUB_RE.search(desc):
         return "derived series (GE subtraction description)"
-    if first.is_philips and first.series_number is not None and first.series_number % 100 != 1:
+    if (
+        siblings
+        and first.is_philips
+        and first.series_number is not None
+        and first.series_number % 100 != 1
+    ):
+        # only a sibling that is itself an original candidate counts (a derived 601 beside the
+        # dynamic 600 must not exclude 600)
         base = first.series_number - first.series_number % 100 + 1
-        if any(u.number == base and u.first.image for u in units if u is not unit):
+        if any(
+            u.number == base
+            and u.first.image
+            and exclusion_reason(u, units, te_max_ms=te_max_ms, siblings=False) is None
+            for u in units
+            if u is not unit
+        ):
             return f"derived series (Philips series {first.series_number} beside original {base})"
     b_values = [r.b_value for r in recs if r.b_value is not None]
     if any(b > 0 for b in b_values):
