@@ -370,3 +370,185 @@ def summarise(outcomes: Sequence[Outcome]) -> dict[str, int]:
     for o in outcomes:
         counts[o.kind] = counts.get(o.kind, 0) + 1
     return dict(sorted(counts.items()))
+
+
+# --------------------------------------------------------------------------------------------
+# segment on mutated studies
+
+
+def run_segment_case(
+    base: Base, work: Path, seed: int, models: dict[str, Path], *, limit_s: int = 120
+) -> Outcome:
+    """Mutate, run ``breastai segment`` in-process: exit 0 with the outputs written (NIfTI masks
+    on the reference grid, seg.dcm, report.json, manifest.json), or exit 1 with one line."""
+    from typer.testing import CliRunner
+
+    from breastai.cli import app
+
+    mutations = draw_case(seed, base)
+    case_dir = work / f"seg{seed}"
+    out = work / f"out{seed}"
+    try:
+        apply(base, case_dir, mutations, seed)
+        argv = [
+            "segment", str(case_dir), "-o", str(out), "--device", "cpu", "--quiet",
+            "--weights", str(models["tumor"]), "--breast-weights", str(models["breast"]),
+            "--weights-file", str(work / "w.toml"),
+        ]  # fmt: skip
+        try:
+            with time_limit(limit_s):
+                result = CliRunner().invoke(app, argv)
+        except _Hang:
+            return Outcome(seed, mutations, "hang", None, f"over {limit_s} s")
+        kind, message = classify(result)
+        if kind == "ok":
+            folder = out / case_dir.name
+            needed = ("breast.nii.gz", "tumor.nii.gz", "seg.dcm", "report.json", "manifest.json")
+            missing = [n for n in needed if not (folder / n).is_file()]
+            if missing:
+                kind, message = "silent", f"exit 0 without {missing}"
+            else:
+                report = json.loads((folder / "report.json").read_text())
+                if not np.isfinite(float(report.get("total_volume_ml", 0.0) or 0.0)):
+                    kind, message = "silent", "non-finite volume in report.json"
+        return Outcome(seed, mutations, kind, result.exit_code, message)
+    finally:
+        shutil.rmtree(case_dir, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# tstage on mutated masks
+
+MASK_OPS = (
+    "pixdim-0",
+    "pixdim-negative",
+    "pixdim-nan",
+    "pixdim-inf",
+    "pixdim-huge",
+    "dim0-2",
+    "dim0-7",
+    "dim-zero",
+    "datatype-bad",
+    "quatern-bad",
+    "srow-nan",
+    "vox-offset-huge",
+    "truncate",
+    "empty-file",
+    "garbage-file",
+    "labels-2",
+    "labels-255",
+    "labels-negative",
+    "float-half",
+    "float-nan",
+    "all-zero",
+    "all-one",
+    "4d",
+    "2d",
+)
+
+
+def _nifti_mask(path: Path, values: np.ndarray, spacing: tuple[float, float, float]) -> None:
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(values)
+    img.SetSpacing(spacing)
+    img.SetOrigin((-20.0, -15.0, 4.0))
+    sitk.WriteImage(img, str(path), useCompression=False)
+
+
+def make_mask(path: Path, op: str) -> None:
+    """A 10 x 24 x 24 mask with one ellipsoid lesion, damaged by ``op``."""
+    import struct
+
+    z, y, x = np.indices((10, 24, 24))
+    lesion = ((z - 5) / 3.0) ** 2 + ((y - 12) / 6.0) ** 2 + ((x - 11) / 5.0) ** 2 <= 1.0
+    values: np.ndarray = lesion.astype(np.uint8)
+    if op == "labels-2":
+        values = values * 2
+    elif op == "labels-255":
+        values = values * 255
+    elif op == "labels-negative":
+        values = values.astype(np.int16) * -1
+    elif op == "float-half":
+        values = values.astype(np.float32) * 0.5
+    elif op == "float-nan":
+        values = values.astype(np.float32)
+        values[0, 0, 0] = np.nan
+    elif op == "all-zero":
+        values = np.zeros_like(values)
+    elif op == "all-one":
+        values = np.ones_like(values)
+    elif op == "4d":
+        values = np.stack([values, values])
+    elif op == "2d":
+        values = values[5]
+    spacing: tuple[float, ...] = (0.8, 0.8, 2.0)[: values.ndim] if values.ndim <= 3 else (0.8,) * 4
+    if op == "4d":
+        import SimpleITK as sitk
+
+        sitk.WriteImage(sitk.GetImageFromArray(values), str(path), useCompression=False)
+    else:
+        _nifti_mask(path, values, spacing)  # type: ignore[arg-type]
+    data = bytearray(path.read_bytes())
+    patch = {
+        "pixdim-0": (80, "<f", 0.0),
+        "pixdim-negative": (80, "<f", -0.8),
+        "pixdim-nan": (84, "<f", float("nan")),
+        "pixdim-inf": (88, "<f", float("inf")),
+        "pixdim-huge": (80, "<f", 1e30),
+        "dim0-2": (40, "<h", 2),
+        "dim0-7": (40, "<h", 7),
+        "dim-zero": (42, "<h", 0),
+        "datatype-bad": (70, "<h", 2048),
+        "quatern-bad": (256, "<f", 5.0),
+        "srow-nan": (280, "<f", float("nan")),
+        "vox-offset-huge": (108, "<f", 1e9),
+    }.get(op)
+    if patch is not None:
+        offset, fmt, value = patch
+        struct.pack_into(fmt, data, offset, value)
+        if op == "srow-nan":
+            struct.pack_into("<h", data, 254, 1)  # sform_code: use the sform
+    if op == "truncate":
+        data = data[: len(data) // 2]
+    elif op == "empty-file":
+        data = bytearray()
+    elif op == "garbage-file":
+        data = bytearray(random.Random(7).randbytes(700))
+    path.write_bytes(bytes(data))
+
+
+def run_tstage_case(work: Path, op: str) -> Outcome:
+    """``breastai tstage MASK --json``: exit 0 with finite, non-negative measurements, or exit
+    1 with one line."""
+    from typer.testing import CliRunner
+
+    from breastai.cli import app
+
+    path = work / f"mask-{op}.nii"
+    make_mask(path, op)
+    mutation = Mutation(op, "mask", "all", 0, 0)
+    try:
+        with time_limit(60):
+            result = CliRunner().invoke(app, ["tstage", str(path), "--json"])
+    except _Hang:
+        return Outcome(0, [mutation], "hang", None, "over 60 s")
+    kind, message = classify(result)
+    if kind == "ok":
+        doc = json.loads(result.stdout)
+        numbers = [
+            float(v)
+            for lesion in doc.get("lesions", [])
+            for k, v in lesion.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        ]
+        if any(not np.isfinite(v) for v in numbers):
+            kind, message = "silent", "non-finite measurement"
+        elif any(
+            float(lesion.get("volume_ml", 0)) < 0 or float(lesion.get("longest_diameter_mm", 0)) < 0
+            for lesion in doc.get("lesions", [])
+        ):
+            kind, message = "silent", "negative measurement"
+    path.unlink(missing_ok=True)
+    return Outcome(0, [mutation], kind, result.exit_code, message)

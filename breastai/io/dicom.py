@@ -820,11 +820,22 @@ def _check_groups(
         iops = {tuple(np.round(f.iop, 4)) for f in g.frames if f.iop is not None}
         if len(iops) > 1:
             raise _KeyRejected("more than one orientation within a phase")
-        dims = {(f.rows, f.cols, f.pixel_spacing, f.frame_of_reference_uid) for f in g.frames}
+        dims = Counter(
+            (f.rows, f.cols, f.pixel_spacing, f.frame_of_reference_uid) for f in g.frames
+        )
         if len(dims) > 1:
+            common = dims.most_common(1)[0][0]
+            odd = [
+                f
+                for f in g.frames
+                if (f.rows, f.cols, f.pixel_spacing, f.frame_of_reference_uid) != common
+            ]
+            o = odd[0]
             raise InconsistentGeometryError(
                 f"{label}: slices of one phase differ in matrix size, pixel spacing or frame of "
-                "reference; the phases must be resampled before use."
+                f"reference ({len(odd)} of {len(g.frames)} files, first: {clean(o.path.name, 80)}: "
+                f"{o.rows}x{o.cols} @ {o.pixel_spacing} vs {common[0]}x{common[1]} @ "
+                f"{common[2]}); remove the odd files, or resample the phases before use."
             )
     spacing = _check_spacing(groups[0].s, label)
     for g in groups:
