@@ -3,8 +3,9 @@
     python bench/fuzz.py --cases 1000 [--seed-base 0] [--subprocess 50] [--json out.json]
 
 Each case mutates 1-3 header values (delete, empty, garbage bytes, huge, negative, NaN, inf,
-wrong VR, swapped between files) of a small synthetic 3-phase study (GE-like one series for even
-seeds, one series per phase for odd seeds) and runs `breastai info --json` in-process. Counted
+wrong VR, swapped between files) of a small synthetic 3-phase study (seed % 4: GE-like one
+series, one series per phase, Philips with a derived subtraction and a T2 series, Enhanced MR
+multi-frame) and runs `breastai info --json` in-process. Counted
 as good: exit 0 with a volume passing the invariants (tests/fuzzing.py), or exit 1 with exactly
 one stderr line. Everything else (traceback, internal error, several lines, silent acceptance of
 a broken volume, hang) is printed with its seed so that it can be kept as a regression test.
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from fuzzing import apply, draw_case, make_base, run_info_case, summarise  # noqa: E402
+from fuzzing import apply, draw_case, make_bases, run_info_case, summarise  # noqa: E402
 
 
 def main() -> int:
@@ -35,14 +36,11 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="write every outcome here")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="breastai-fuzz-"))
-    bases = {
-        0: make_base(work / "base-one-series"),
-        1: make_base(work / "base-series-per-phase", layout="series_per_phase"),
-    }
+    bases = make_bases(work / "bases")
     outcomes = []
     t0 = time.perf_counter()
     for seed in range(args.seed_base, args.seed_base + args.cases):
-        outcome = run_info_case(bases[seed % 2], work, seed)
+        outcome = run_info_case(bases[seed % len(bases)], work, seed)
         outcomes.append(outcome)
         if outcome.failed:
             print(json.dumps(outcome.to_dict()), flush=True)
@@ -50,7 +48,7 @@ def main() -> int:
     # subprocess sample: what reaches a real terminal (C++ warnings, print, logging last resort)
     leaks = 0
     for seed in range(args.seed_base, args.seed_base + args.subprocess):
-        base = bases[seed % 2]
+        base = bases[seed % len(bases)]
         case_dir = work / f"proc{seed}"
         apply(base, case_dir, draw_case(seed, base), seed)
         proc = subprocess.run(

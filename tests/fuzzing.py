@@ -134,6 +134,57 @@ def make_base(
     return Base(root=root, truth=truth, files=rel)  # type: ignore[arg-type]
 
 
+LAYOUTS = ("one_series", "series_per_phase", "decoys", "enhanced")
+
+
+def make_bases(root: Path) -> list[Base]:
+    """One base per layout (case ``seed`` uses ``bases[seed % len(bases)]``): GE-like one
+    series, Siemens-like one series per phase, a Philips one-series study beside a derived
+    subtraction series (601) and a T2 series, and one Enhanced MR multi-frame file."""
+    bases = [
+        make_base(root / "one-series"),
+        make_base(root / "series-per-phase", layout="series_per_phase"),
+    ]
+    decoys = root / "decoys"
+    truth = make_study(
+        decoys / "dce",
+        n_phases=3,
+        shape_zyx=(6, 10, 12),
+        description="dyn eTHRIVE",
+        manufacturer="Philips Medical Systems",
+        series_numbers=[600] * 3,
+    )
+    make_study(
+        decoys / "sub",
+        n_phases=2,
+        shape_zyx=(6, 10, 12),
+        tag="sub",
+        description="dyn eTHRIVE",
+        manufacturer="Philips Medical Systems",
+        series_numbers=[601] * 2,
+        study_uid=truth.study_uid,
+        frame_of_reference_uid=truth.frame_of_reference_uid or None,
+        extra={"ImageType": ["DERIVED", "PRIMARY", "SUBTRACTION"]},
+    )
+    make_study(
+        decoys / "t2",
+        n_phases=1,
+        shape_zyx=(6, 10, 12),
+        tag="t2",
+        description="ax t2 tse",
+        series_numbers=[300],
+        study_uid=truth.study_uid,
+        extra={"EchoTime": "80", "RepetitionTime": "4000"},
+    )
+    rel = [[p.relative_to(decoys) for p in phase] for phase in truth.files]
+    bases.append(Base(root=decoys, truth=truth, files=rel))  # type: ignore[arg-type]
+    enhanced = root / "enhanced"
+    etruth = make_study(enhanced, n_phases=3, shape_zyx=(6, 10, 12), layout="enhanced")
+    erel = [[p.relative_to(enhanced) for p in phase] for phase in etruth.files]
+    bases.append(Base(root=enhanced, truth=etruth, files=erel))  # type: ignore[arg-type]
+    return bases
+
+
 def draw_case(seed: int, base: Base) -> list[Mutation]:
     """1-3 random mutations, reproducible from ``seed``."""
     rng = random.Random(seed)
@@ -236,11 +287,11 @@ def apply(base: Base, case_dir: Path, mutations: Sequence[Mutation], seed: int) 
                 targets = list(base.files[m.phase])
             else:
                 targets = [p for phase in base.files for p in phase]
-            flat = [p for phase in base.files for p in phase]
-            for rel in targets:
+            flat = sorted({p for phase in base.files for p in phase})
+            for rel in dict.fromkeys(targets):
                 path = case_dir / rel
                 ds = pydicom.dcmread(path)
-                donor_rel = rng.choice([p for p in flat if p != rel])
+                donor_rel = rng.choice([p for p in flat if p != rel] or [rel])
                 donor = pydicom.dcmread(case_dir / donor_rel, stop_before_pixels=True)
                 _mutate(ds, m, rng, donor)
                 _write_raw(ds, path)

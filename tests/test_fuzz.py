@@ -19,7 +19,7 @@ from fuzzing import (
     Base,
     apply,
     draw_case,
-    make_base,
+    make_bases,
     run_info_case,
     run_segment_case,
     run_tstage_case,
@@ -29,19 +29,16 @@ from fuzzing import (
 N_INFO = 240
 N_SUBPROCESS = 6
 N_SEGMENT = 12
-#: Seeds that failed while the reader was hardened (series-per-phase base: odd seeds). 25, 41,
-#: 107, 109, 147, 159, 173: a phase series left out for a damaged value, two phases accepted
-#: without a word (now refused or named in a warning).
+#: Seeds that failed while the reader was hardened, all on the series-per-phase base (index 1):
+#: a phase series left out for a damaged value, two phases accepted without a word (now refused,
+#: or named in a warning).
 REGRESSION_SEEDS = (25, 41, 107, 109, 147, 159, 173)
 
 
 @pytest.fixture(scope="module")
-def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Base]:
-    root = tmp_path_factory.mktemp("fuzz")
-    return {
-        0: make_base(root / "one-series"),
-        1: make_base(root / "series-per-phase", layout="series_per_phase"),
-    }
+def bases(tmp_path_factory: pytest.TempPathFactory) -> list[Base]:
+    """GE-like, Siemens-like, Philips with decoys, Enhanced MR (fuzzing.LAYOUTS)."""
+    return make_bases(tmp_path_factory.mktemp("fuzz"))
 
 
 def _report(name: str, outcomes: list) -> None:
@@ -50,22 +47,22 @@ def _report(name: str, outcomes: list) -> None:
     assert not failures, failures[:5]
 
 
-def test_fuzz_info(bases: dict[int, Base], tmp_path: Path) -> None:
-    outcomes = [run_info_case(bases[s % 2], tmp_path, s) for s in range(N_INFO)]
+def test_fuzz_info(bases: list[Base], tmp_path: Path) -> None:
+    outcomes = [run_info_case(bases[s % len(bases)], tmp_path, s) for s in range(N_INFO)]
     _report("fuzz info", outcomes)
     counts = summarise(outcomes)
     assert counts.get("ok", 0) > N_INFO // 10 and counts.get("refused", 0) > N_INFO // 10
 
 
-def test_fuzz_regressions(bases: dict[int, Base], tmp_path: Path) -> None:
-    outcomes = [run_info_case(bases[s % 2], tmp_path, s) for s in REGRESSION_SEEDS]
+def test_fuzz_regressions(bases: list[Base], tmp_path: Path) -> None:
+    outcomes = [run_info_case(bases[1], tmp_path, s) for s in REGRESSION_SEEDS]
     _report("fuzz regressions", outcomes)
 
 
-def test_fuzz_subprocess_stderr(bases: dict[int, Base], tmp_path: Path) -> None:
+def test_fuzz_subprocess_stderr(bases: list[Base], tmp_path: Path) -> None:
     """What a terminal sees: nothing on stderr for exit 0, one line for exit 1."""
     for seed in range(1000, 1000 + N_SUBPROCESS):
-        base = bases[seed % 2]
+        base = bases[seed % len(bases)]
         case = tmp_path / f"p{seed}"
         apply(base, case, draw_case(seed, base), seed)
         proc = subprocess.run(
@@ -79,11 +76,13 @@ def test_fuzz_subprocess_stderr(bases: dict[int, Base], tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_fuzz_segment(bases: dict[int, Base], tmp_path: Path) -> None:
+def test_fuzz_segment(bases: list[Base], tmp_path: Path) -> None:
     from segment_factory import make_model_pair
 
     models = make_model_pair(tmp_path / "models", patch_zyx=(8, 16, 16), stride_zyx=(4, 8, 8))
-    outcomes = [run_segment_case(bases[s % 2], tmp_path, s, models) for s in range(N_SEGMENT)]
+    outcomes = [
+        run_segment_case(bases[s % len(bases)], tmp_path, s, models) for s in range(N_SEGMENT)
+    ]
     _report("fuzz segment", outcomes)
     assert summarise(outcomes).get("ok", 0) >= 1
 

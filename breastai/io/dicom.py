@@ -1244,6 +1244,8 @@ def _check_left_out_siblings(best: Candidate, units: Sequence[Unit], log: Decisi
         if not same:
             continue
         why = u.excluded or "a different acquisition signature (TE, flip angle, TR, geometry)"
+        if why.startswith(("derived", "localizer", "non-image", "duplicate", "not chosen")):
+            continue  # left out for what it is, not for a damaged value
         if why.startswith("no usable image geometry"):
             raise InconsistentGeometryError(
                 f"series {u.number} ({clean(u.description, 40)!r}) looks like a phase of the DCE "

@@ -116,12 +116,12 @@ class Unit:
 
 
 def _split_by_orientation(records: list[FrameRecord]) -> list[list[FrameRecord]]:
+    """Cluster by orientation; records without a usable orientation join the first cluster
+    (never a cluster of their own: one damaged file must not make a series a "localizer")."""
     clusters: list[list[FrameRecord]] = []
+    without = [rec for rec in records if rec.iop is None]
     for rec in records:
         if rec.iop is None:
-            if not clusters:
-                clusters.append([])
-            clusters[0].append(rec)
             continue
         for cluster in clusters:
             head = cluster[0].iop
@@ -130,6 +130,11 @@ def _split_by_orientation(records: list[FrameRecord]) -> list[list[FrameRecord]]
                 break
         else:
             clusters.append([rec])
+    if without:
+        if clusters:
+            clusters[0].extend(without)
+        else:
+            clusters.append(without)
     return clusters
 
 
@@ -304,7 +309,11 @@ def _orientation_name(iop: Sequence[float]) -> str:
 
 
 def _signature(unit: Unit) -> tuple[Any, ...]:
-    r = unit.first
+    # a record with usable geometry stands for the unit (a damaged first file must not move
+    # the whole series to another acquisition: the validation names that file)
+    r = next(
+        (x for x in unit.records if x.iop is not None and x.pixel_spacing is not None), unit.first
+    )
     fat_sat = "FS" in r.scan_options.split("\\") or "SFS" in r.scan_options.split("\\")
     return (
         r.study_uid,
