@@ -360,7 +360,7 @@ CASES: list[tuple[str, str, Callable[[Path], Any], int, str]] = [
         "BitsAllocated 8 in one file of a 16-bit series",
         lambda t: study(t, only(1, 2, lambda ds: setattr(ds, "BitsAllocated", 8))),
         1,
-        "(BitsAllocated 8)",
+        "BitsAllocated (0028,0100) is 8 in 1 of 18",
     ),
     (
         "bits-stored-20",

@@ -1382,11 +1382,8 @@ def read_dicom_study(
         )
     for k, stack in enumerate(stacks):
         frames = [r for u in stack for r in u.records]
-        label = (
-            "series "
-            + ",".join(str(u.number) for u in stack[:6])
-            + (" ..." if len(stack) > 6 else "")
-        )
+        numbers = list(dict.fromkeys(str(u.number) for u in stack))
+        label = "series " + ",".join(numbers[:6]) + (" ..." if len(numbers) > 6 else "")
         stack_label = label if len(stacks) == 1 else f"stack {k + 1} ({label})"
         try:
             assembly = _assemble_stack(frames, n, pixels, opts, stack_label)

@@ -201,8 +201,10 @@ def exclusion_reason(
         # the chosen series names those files (dicom_validate)
         unusable = [(k, v) for r in recs[:1] for k, v in r.unparsed]
         if unusable:
+            from breastai.io.dicom_validate import tag_name
+
             keyword, text = unusable[0]
-            return f"no usable image geometry ({keyword} is {text!r})"
+            return f"no usable image geometry ({tag_name(keyword)} is '{text}')"
         return (
             "no image geometry (ImagePositionPatient/ImageOrientationPatient/PixelSpacing missing)"
         )

@@ -40,6 +40,7 @@ __all__ = [
     "check_phase_series",
     "check_slice_spacing",
     "clean",
+    "tag_name",
     "validate_records",
 ]
 
@@ -80,6 +81,11 @@ def clean(text: object, limit: int = 60) -> str:
     sequences) shown as ``\\xNN``, long values cut with ``...``."""
     out = _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", str(text).strip())
     return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+def tag_name(keyword: str) -> str:
+    """``"PixelSpacing (0028,0030)"``: a keyword with its tag, for messages."""
+    return _tag(keyword)
 
 
 def _tag(keyword: str) -> str:
@@ -206,8 +212,14 @@ _CHECKS: tuple[_Check, ...] = (
             "BitsAllocated",
             "BitsStored",
             "PixelRepresentation",
-            "PhotometricInterpretation",
         )
+    ),
+    _Check(
+        "PhotometricInterpretation",
+        lambda r: "PhotometricInterpretation" in r.missing,
+        lambda r: "missing",
+        "MONOCHROME2 or MONOCHROME1 (Type 1 in the Image Pixel module)",
+        InputError,
     ),
     _Check(
         "Rows",
@@ -312,7 +324,7 @@ _CHECKS: tuple[_Check, ...] = (
 )
 
 _CONSISTENT: tuple[tuple[str, Callable[[FrameRecord], object]], ...] = (
-    ("BitsAllocated", lambda r: r.bits_allocated),
+    ("BitsAllocated", lambda r: r.bits_allocated if r.bits_allocated in (8, 16, 32) else None),
     ("BitsStored", lambda r: r.bits_stored),
     ("PixelRepresentation", lambda r: r.pixel_representation),
 )
@@ -337,20 +349,6 @@ def validate_records(records: Sequence[FrameRecord]) -> None:
     for r in records:
         by_series.setdefault(r.series_uid, []).append(r)
     main = max(by_series.values(), key=len)
-    for check in _CHECKS:
-        bad = [r for r in records if check.bad(r)]
-        if bad:
-            # label: the main series; count: of all the files chosen (a file that lost its
-            # SeriesInstanceUID is still counted among them)
-            raise _fail(
-                [*main, *(r for r in records if r.series_uid != main[0].series_uid)],
-                bad,
-                check.keyword,
-                check.value(bad[0]),
-                check.expected,
-                check.todo,
-                check.error,
-            )
     for recs in by_series.values():
         for keyword, get in _CONSISTENT:
             values = [get(r) for r in recs]
@@ -367,6 +365,20 @@ def validate_records(records: Sequence[FrameRecord]) -> None:
                     "the odd files would be read wrongly: remove them or re-export the series",
                     InputError,
                 )
+    for check in _CHECKS:
+        bad = [r for r in records if check.bad(r)]
+        if bad:
+            # label: the main series; count: of all the files chosen (a file that lost its
+            # SeriesInstanceUID is still counted among them)
+            raise _fail(
+                [*main, *(r for r in records if r.series_uid != main[0].series_uid)],
+                bad,
+                check.keyword,
+                check.value(bad[0]),
+                check.expected,
+                check.todo,
+                check.error,
+            )
 
 
 def check_slice_spacing(spacing_mm: float, label: str) -> None:
