@@ -123,7 +123,8 @@ def _setup_logging(verbose: bool, log_file: Path | None) -> None:
     for handler in handlers:
         root.addHandler(handler)
         _LOG_HANDLERS.append(handler)
-    root.setLevel(logging.DEBUG if (verbose or log_file is not None) else logging.WARNING)
+    if verbose or log_file is not None:
+        root.setLevel(logging.DEBUG)
     logging.captureWarnings(True)
 
 

@@ -25,6 +25,7 @@ what was expected and what to do.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -173,6 +174,7 @@ def _uid_bad(value: str) -> bool:
     return not value or len(value) > 64 or _UID_RE.match(value) is None
 
 
+@functools.lru_cache(maxsize=256)
 def _known_sop_class(uid: str) -> bool:
     from pydicom.uid import UID
 
