@@ -424,6 +424,13 @@ CASES: list[tuple[str, str, Callable[[Path], Any], int, str]] = [
         "within 10x",
     ),
     (
+        "slope-negative",
+        "RescaleSlope -1 in every file (an inverted image)",
+        lambda t: study(t, every("RescaleSlope", "-1")),
+        1,
+        "RescaleSlope (0028,1053) is -1",
+    ),
+    (
         "slope-2x-slice",
         "RescaleSlope 2x on one slice (flagged, accepted)",
         lambda t: study(t, only(1, 3, lambda ds: setattr(ds, "RescaleSlope", "2"))),

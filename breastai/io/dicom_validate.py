@@ -11,7 +11,7 @@ damaged header gives one sentence instead of a traceback or, worse, a silently w
 * geometry: PixelSpacing two finite numbers of 0.05-50 mm, ImageOrientationPatient six finite
   numbers forming two orthogonal unit vectors, ImagePositionPatient three finite numbers within
   100 m of the origin; the slice spacing (after grouping) 0.05-50 mm;
-* intensities: RescaleSlope finite, non-zero, 1e-6-1e6 in magnitude; RescaleIntercept finite;
+* intensities: RescaleSlope positive, 1e-6-1e6; RescaleIntercept finite (|b| <= 1e7);
   within one phase, slopes that differ by more than 10x are refused and any variation is
   flagged as a warning; a phase whose voxels are all equal is refused;
 * what the DICOM-SEG writer needs: single-valued, well-formed StudyInstanceUID,
@@ -281,10 +281,10 @@ _CHECKS: tuple[_Check, ...] = (
         lambda r: (
             _unparsed("RescaleSlope")(r) is not None
             or not math.isfinite(r.slope)
-            or not MIN_ABS_SLOPE <= abs(r.slope) <= MAX_ABS_SLOPE
+            or not MIN_ABS_SLOPE <= r.slope <= MAX_ABS_SLOPE
         ),
         lambda r: _shown(r, "RescaleSlope", f"{r.slope:g}"),
-        f"a finite, non-zero number of magnitude {MIN_ABS_SLOPE:g}-{MAX_ABS_SLOPE:g}",
+        f"a positive number of {MIN_ABS_SLOPE:g}-{MAX_ABS_SLOPE:g} (an MR intensity scale)",
         InputError,
     ),
     _Check(
