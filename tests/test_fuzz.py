@@ -41,22 +41,26 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> list[Base]:
     return make_bases(tmp_path_factory.mktemp("fuzz"))
 
 
-def _report(name: str, outcomes: list) -> None:
+def _report(name: str, outcomes: list, capsys: pytest.CaptureFixture[str]) -> None:
+    """Print the counts on the terminal (also without -s) and fail on any bad outcome."""
     failures = [o.to_dict() for o in outcomes if o.failed]
-    print(f"\n{name}: {len(outcomes)} cases: {summarise(outcomes)}")
+    with capsys.disabled():
+        print(f"\n{name}: {len(outcomes)} cases: {summarise(outcomes)}")
     assert not failures, failures[:5]
 
 
-def test_fuzz_info(bases: list[Base], tmp_path: Path) -> None:
+def test_fuzz_info(bases: list[Base], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     outcomes = [run_info_case(bases[s % len(bases)], tmp_path, s) for s in range(N_INFO)]
-    _report("fuzz info", outcomes)
+    _report("fuzz info", outcomes, capsys)
     counts = summarise(outcomes)
     assert counts.get("ok", 0) > N_INFO // 10 and counts.get("refused", 0) > N_INFO // 10
 
 
-def test_fuzz_regressions(bases: list[Base], tmp_path: Path) -> None:
+def test_fuzz_regressions(
+    bases: list[Base], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     outcomes = [run_info_case(bases[1], tmp_path, s) for s in REGRESSION_SEEDS]
-    _report("fuzz regressions", outcomes)
+    _report("fuzz regressions", outcomes, capsys)
 
 
 def test_fuzz_subprocess_stderr(bases: list[Base], tmp_path: Path) -> None:
@@ -76,20 +80,22 @@ def test_fuzz_subprocess_stderr(bases: list[Base], tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_fuzz_segment(bases: list[Base], tmp_path: Path) -> None:
+def test_fuzz_segment(
+    bases: list[Base], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from segment_factory import make_model_pair
 
     models = make_model_pair(tmp_path / "models", patch_zyx=(8, 16, 16), stride_zyx=(4, 8, 8))
     outcomes = [
         run_segment_case(bases[s % len(bases)], tmp_path, s, models) for s in range(N_SEGMENT)
     ]
-    _report("fuzz segment", outcomes)
+    _report("fuzz segment", outcomes, capsys)
     assert summarise(outcomes).get("ok", 0) >= 1
 
 
-def test_fuzz_tstage_masks(tmp_path: Path) -> None:
+def test_fuzz_tstage_masks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     outcomes = [run_tstage_case(tmp_path, op) for op in MASK_OPS]
-    _report("fuzz tstage", outcomes)
+    _report("fuzz tstage", outcomes, capsys)
     refused = {o.mutations[0].tag for o in outcomes if o.kind == "refused"}
     for op in ("pixdim-0", "pixdim-nan", "pixdim-inf", "truncate", "quatern-bad", "srow-nan"):
         assert op in refused, op
