@@ -53,28 +53,122 @@ WeightsFileOption = Annotated[
 ]
 
 
-def _fail(exc: BreastAIError) -> typer.Exit:
-    from rich.markup import escape
+# === section: error handling, logging and warnings (one line per error on stderr) ===
 
-    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+_VERBOSE = False
+_LOG_HANDLERS: list[Any] = []
+_NO_NATIVE_SETUP = {"weights_list", "weights_verify", "weights_export_bundle", "download_weights"}
+
+
+def one_line(text: object) -> str:
+    """A message as one printable line: newlines and tabs become spaces, other control
+    characters (raw header bytes, terminal escapes) are shown as ``\\xNN``."""
+    out = []
+    for ch in str(text):
+        if ch in "\r\n\t\v\f":
+            out.append(" ")
+        elif not ch.isprintable():
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return " ".join("".join(out).split())
+
+
+def _err_line(prefix: str, style: str, message: object) -> None:
+    from rich.text import Text
+
+    err_console.print(
+        Text.assemble((prefix, style), " ", one_line(message)), highlight=False, soft_wrap=True
+    )
+
+
+def _fail(exc: BreastAIError) -> typer.Exit:
+    message = str(exc)
     if isinstance(exc, AmbiguousStudyError) and exc.candidates:
-        for line in exc.candidates:
-            err_console.print(f"  {line}", highlight=False, soft_wrap=True)
+        message += " Candidates: " + " | ".join(exc.candidates)
+    _err_line("error:", "red", message)
     return typer.Exit(code=exc.exit_code)
 
 
+def _setup_logging(verbose: bool, log_file: Path | None) -> None:
+    """Library logs and Python warnings (numpy, pydicom, ...) go to the log: stderr only with
+    --verbose, a file with --log; never raw to the terminal otherwise."""
+    import logging
+
+    global _VERBOSE
+    _VERBOSE = verbose
+    root = logging.getLogger()
+    for handler in _LOG_HANDLERS:
+        root.removeHandler(handler)
+        handler.close()
+    _LOG_HANDLERS.clear()
+    handlers: list[logging.Handler] = [logging.NullHandler()]
+    if verbose:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handlers.append(stream)
+    if log_file is not None:
+        try:
+            file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            from breastai.errors import ParameterError
+
+            raise _fail(
+                ParameterError(f"--log {log_file}: cannot write it ({exc.strerror or exc}).")
+            ) from None
+        file_handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        handlers.append(file_handler)
+    for handler in handlers:
+        root.addHandler(handler)
+        _LOG_HANDLERS.append(handler)
+    if verbose or log_file is not None:
+        root.setLevel(logging.DEBUG)
+    logging.captureWarnings(True)
+
+
+def _quiet_native() -> None:
+    """ITK prints warnings from C++ straight to stderr: off unless --verbose (breastai checks
+    the geometry itself and reports what matters as its own warnings)."""
+    try:
+        import SimpleITK as sitk
+    except Exception:
+        return
+    sitk.ProcessObject.SetGlobalWarningDisplay(_VERBOSE)
+
+
 def handle_errors(fn: F) -> F:
-    """Turn library errors into one red stderr line and the error's exit code."""
+    """Turn library errors into one red stderr line and the error's exit code; any other
+    exception (a bug) into one line too, with the traceback in the log (--verbose, --log)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import logging
+        import warnings
+
+        if fn.__name__ not in _NO_NATIVE_SETUP:
+            _quiet_native()
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                return fn(*args, **kwargs)
         except BreastAIError as exc:
             raise _fail(exc) from None
         except KeyboardInterrupt:
             err_console.print("[red]interrupted[/red]")
             raise typer.Exit(code=130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug: one line here, the traceback in the log
+            logging.getLogger("breastai.cli").error("internal error", exc_info=exc)
+            _err_line(
+                "error:",
+                "red",
+                f"internal error ({type(exc).__name__}: {exc}); this is a bug in breastai: "
+                "please report it (run with --verbose for the traceback).",
+            )
+            raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -99,8 +193,19 @@ def _root(
             "--version", callback=_version_callback, is_eager=True, help="Show the version."
         ),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Show the log (decisions, warnings, tracebacks) on stderr."
+        ),
+    ] = False,
+    log_file: Annotated[
+        Path | None,
+        typer.Option("--log", help="Append the detailed log to this file.", dir_okay=False),
+    ] = None,
 ) -> None:
     """breastai command line."""
+    _setup_logging(verbose, log_file)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,11 +633,7 @@ def segment(
                 f"failed {counts['failed']}",
             )
             if row.status == "failed":
-                progress.console.print(
-                    f"[red]error:[/red] {escape(row.study)}: {escape(row.error or '')}",
-                    highlight=False,
-                    soft_wrap=True,
-                )
+                _err_line("error:", "red", f"{row.study}: {row.error or ''}")
             elif show:
                 if row.attempts > 1:
                     progress.console.print(
@@ -1404,6 +1505,73 @@ def watch_cmd(
 
 
 # === end of section: pacs ===
+# === section: doctor (breastai.system) ===
+
+
+@app.command("doctor")
+@handle_errors
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    no_session: Annotated[
+        bool, typer.Option("--no-session", help="Do not try to create a CUDA session.")
+    ] = False,
+) -> None:
+    """Show the inference runtime, providers, GPU, CUDA/cuDNN libraries, CPU features and
+    whether (and why not) CUDA is used."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from breastai.system import diagnose
+
+    report = diagnose(try_session=not no_session)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    table = Table(title="breastai doctor", title_justify="left", show_header=False)
+    table.add_column("item")
+    table.add_column("found", overflow="fold")
+    cpu = report.cpu
+    features = [
+        name
+        for name, key in (
+            ("AVX2", "avx2"),
+            ("AVX-512", "avx512"),
+            ("AVX512-BF16", "avx512_bf16"),
+            ("AMX-BF16", "amx_bf16"),
+        )
+        if cpu.get(key)
+    ]
+    libs = [
+        f"{name}: {'[green]' + escape(str(path)) + '[/green]' if path else '[red]not found[/red]'}"
+        for name, path in report.cuda_libraries.items()
+    ]
+    rows = (
+        ("breastai", f"{report.breastai} (Python {report.python}, {report.platform})"),
+        (
+            "ONNX Runtime",
+            f"{report.onnxruntime_package or 'not installed'} {report.onnxruntime or ''}"
+            + (
+                f" (built for CUDA {report.onnxruntime_cuda_build})"
+                if report.onnxruntime_cuda_build
+                else ""
+            ),
+        ),
+        ("providers", ", ".join(report.providers) or "none"),
+        ("OpenVINO", report.openvino or "not installed (pip install 'breastai[openvino]')"),
+        ("GPU", "; ".join(report.gpus) or report.gpu_source),
+        ("CUDA/cuDNN libraries", "\n".join(libs) or "-"),
+        (
+            "CPU",
+            f"{cpu.get('model')}, {cpu.get('logical_cores')} logical cores; "
+            f"{', '.join(features) or 'no AVX2/AVX-512'}; bf16 "
+            + ("yes" if cpu.get("bf16") else "no"),
+        ),
+    )
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    style = "green" if report.cuda_used else "yellow"
+    console.print(f"[{style}]{escape(report.reason)}[/{style}]", highlight=False)
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ from typing import Any
 
 from breastai import RESEARCH_NOTICE
 from breastai.errors import BreastAIError, ClusterError, InputError, OutputError
-from breastai.io.atomic import atomic_file
+from breastai.io.atomic import atomic_file, check_writable
 from breastai.pipeline import SegmentResult, Settings
 from breastai.study import Study
 
@@ -63,7 +63,6 @@ __all__ = [
     "CohortRow",
     "Job",
     "StudyWorker",
-    "check_output_dir",
     "input_fingerprint",
     "read_study_list",
     "run_cohort",
@@ -211,34 +210,6 @@ def read_study_list(path: Path) -> list[Path]:
             "folder)."
         )
     return studies
-
-
-def check_output_dir(out_dir: Path) -> None:
-    """Make sure ``out_dir`` can be created and written, without creating it.
-
-    The folder itself, or its nearest existing parent, must be a folder this process can
-    write into (checked by creating and removing a file there).
-
-    Raises
-    ------
-    OutputError
-        It (or that parent) is not a folder or cannot be written (nothing is left behind).
-    """
-    out_dir = Path(out_dir).absolute()
-    probe_dir = out_dir
-    while not probe_dir.exists() and probe_dir != probe_dir.parent:
-        probe_dir = probe_dir.parent
-    try:
-        if not probe_dir.is_dir():
-            raise NotADirectoryError(20, f"{str(probe_dir)!r} is not a folder")
-        fd, probe = tempfile.mkstemp(prefix=".breastai-probe.", dir=probe_dir)
-        os.close(fd)
-        Path(probe).unlink()
-    except OSError as exc:
-        raise OutputError(
-            f"Cannot write into the output folder {str(out_dir)!r} "
-            f"({exc.strerror or exc}); choose a writable folder with -o."
-        ) from None
 
 
 # ------------------------------------------------------------------------------- resume key
@@ -738,7 +709,7 @@ def run_cohort(
     """
     settings = settings or Settings()
     out_dir = Path(out_dir)
-    check_output_dir(out_dir)
+    check_writable(out_dir, create=False)
     _check_weights(settings)
     if ray_address is not None:
         _import_ray()

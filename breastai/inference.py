@@ -1137,6 +1137,9 @@ class OnnxModel:
         available = ort.get_available_providers()
         reason = ""
         if "CUDAExecutionProvider" in available:
+            from breastai.system import preload_cuda_libraries
+
+            preload_cuda_libraries()  # CUDA/cuDNN pip wheels ([cuda] extra) before the session
             cuda_opts = {
                 "device_id": self.device_id,
                 "cudnn_conv_algo_search": self.cudnn_conv_algo_search,

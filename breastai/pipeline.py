@@ -41,7 +41,7 @@ import SimpleITK as sitk
 
 from breastai import RESEARCH_NOTICE, __version__
 from breastai.errors import BreastAIError, InputError, ParameterError
-from breastai.io.atomic import atomic_dir, check_new_dir
+from breastai.io.atomic import atomic_dir, check_new_dir, check_writable
 from breastai.study import Study
 
 __all__ = [
@@ -881,6 +881,7 @@ def segment_study(
     name = _study_name(study_or_path)
     final = Path(out_dir) / name
     check_new_dir(final, force=settings.force)
+    check_writable(Path(out_dir))  # before any reading or inference
     models = models or load_models(settings)
     prep = _prepare(study_or_path, settings, models, progress)
     return _run(prep, Path(out_dir), settings, models, started, progress)
@@ -1025,6 +1026,7 @@ def segment_studies(
         raise ``WeightsError`` before any study is read.
     """
     settings = settings or Settings()
+    check_writable(Path(out_dir))  # an unwritable output folder fails before any work
     models = load_models(settings)
     names = _unique_names(items)
     results: list[SegmentResult] = []

@@ -181,12 +181,9 @@ def read_image(path: Path) -> sitk.Image:
     if not path.is_file():
         raise InputError(f"{path} does not exist; expected an image file.")
     if _is_image_file(path):
-        try:
-            return sitk.ReadImage(str(path))
-        except RuntimeError as exc:
-            raise InputError(
-                f"Could not read {path} as an image ({str(exc).strip()[-160:]})."
-            ) from None
+        from breastai.io.image_check import read_checked
+
+        return read_checked(path)
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)

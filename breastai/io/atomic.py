@@ -10,14 +10,113 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from breastai.errors import OutputError, OutputExistsError
 
-__all__ = ["atomic_dir", "atomic_file", "check_new_dir"]
+__all__ = ["atomic_dir", "atomic_file", "check_new_dir", "check_writable", "clean_stale"]
+
+#: Temporaries of a version that did not put its process id in the name are removed when they
+#: are older than this (no write of one output takes that long).
+LEGACY_TMP_AGE_S = 3600.0
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or unknown: keep it
+    return True
+
+
+def clean_stale(parent: Path, name: str) -> list[Path]:
+    """Remove temporaries that dead runs left beside ``parent/name``.
+
+    A run killed while writing (SIGKILL, power loss) leaves ``.<name>.<pid>.XXXX.tmp`` (or
+    ``.<name>.<pid>.old``); it is removed when process ``pid`` no longer exists on this machine.
+    Temporaries without a process id (``.<name>.XXXX.tmp``, older versions) are removed when
+    older than :data:`LEGACY_TMP_AGE_S`.
+
+    Returns
+    -------
+    list of Path
+        What was removed.
+    """
+    parent = Path(parent)
+    removed: list[Path] = []
+    with_pid = re.compile(rf"^\.{re.escape(name)}\.(\d+)\.(?:[^/]*\.tmp|old)$")
+    legacy = re.compile(rf"^\.{re.escape(name)}\.[A-Za-z0-9_]{{8}}\.tmp$")
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        match = with_pid.match(entry.name)
+        try:
+            if match is not None:
+                stale = not _alive(int(match.group(1)))
+            elif legacy.match(entry.name):
+                stale = now - entry.lstat().st_mtime > LEGACY_TMP_AGE_S
+            else:
+                continue
+            if not stale:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+        except OSError:
+            continue
+    return removed
+
+
+def check_writable(folder: Path, *, create: bool = True) -> None:
+    """Check that files can be written in ``folder`` (creating it first when ``create``).
+
+    Called before any work (reading, inference) so that an unwritable output folder is
+    reported in seconds, not after the whole run. With ``create=False`` nothing is created:
+    the folder, or its nearest existing parent, must be a folder this process can write into.
+
+    Raises
+    ------
+    OutputError
+        The folder cannot be created or written (nothing is left behind).
+    """
+    folder = Path(folder).absolute()
+    probe_dir = folder
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        while not probe_dir.exists() and probe_dir != probe_dir.parent:
+            probe_dir = probe_dir.parent
+        if not probe_dir.is_dir():
+            raise NotADirectoryError(20, f"{str(probe_dir)!r} is not a folder")
+        fd, name = tempfile.mkstemp(prefix=f".breastai-write-check.{os.getpid()}.", dir=probe_dir)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot write into the output folder {str(folder)!r}: {exc.strerror or exc}; "
+            "choose a writable output folder with -o (checked before any work)."
+        ) from None
+
+
+def _umask_file(path: Path) -> None:
+    """mkstemp creates 0600 files; give the output the usual umask mode (0644 with umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 @contextlib.contextmanager
@@ -51,7 +150,10 @@ def atomic_file(path: Path, *, force: bool = True, suffix: str = ".tmp") -> Iter
         raise OutputExistsError(f"{str(path)!r} already exists; pass --force to replace it.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        clean_stale(path.parent, path.name)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent
+        )
         os.close(fd)
     except OSError as exc:
         raise OutputError(
@@ -61,6 +163,7 @@ def atomic_file(path: Path, *, force: bool = True, suffix: str = ".tmp") -> Iter
     tmp = Path(name)
     try:
         yield tmp
+        _umask_file(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -149,7 +252,10 @@ def atomic_dir(target: Path, *, force: bool = False, force_hint: bool = True) ->
     parent = target.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+        clean_stale(parent, target.name)
+        tmp = Path(
+            tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=parent)
+        )
     except OSError as exc:
         raise OutputError(
             f"Cannot write into {str(parent)!r}: {exc.strerror or exc}; choose a writable "

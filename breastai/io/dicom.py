@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import threading
+import warnings
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,13 @@ from breastai.io.dicom_select import (
     build_units,
     exclusion_reason,
     score_candidates,
+)
+from breastai.io.dicom_validate import (
+    check_phase_rescale,
+    check_phase_series,
+    check_slice_spacing,
+    clean,
+    validate_records,
 )
 from breastai.io.times import phase_timing, since_injection
 from breastai.study import DecisionLog, Phase, Study
@@ -277,12 +285,19 @@ def _pixels(ds: Dataset, path: Path) -> np.ndarray:
     if "PixelData" not in ds:
         raise InputError(f"{path} has no pixel data; re-export the study with images.")
     meta = getattr(ds, "file_meta", None)
-    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    bits = int(ds.get("BitsAllocated", 16))
-    if ts in _UNCOMPRESSED and ts != "1.2.840.10008.1.2.1.99" and bits in (8, 16, 32):
+    try:
+        ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        bits = int(ds.get("BitsAllocated", 16))
         signed = int(ds.get("PixelRepresentation", 0)) == 1
+    except Exception as exc:  # values the header pass read differently (damaged file)
+        raise InputError(
+            f"{path.name}: the pixel description (Rows, Columns, NumberOfFrames, BitsAllocated, "
+            f"PixelRepresentation) cannot be read ({type(exc).__name__}); the file is damaged: "
+            "remove it or re-export the study."
+        ) from None
+    if ts in _UNCOMPRESSED and ts != "1.2.840.10008.1.2.1.99" and bits in (8, 16, 32):
         dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}").newbyteorder("<")
         raw = ds.PixelData
         expected = rows * cols * frames * (bits // 8)
@@ -291,12 +306,20 @@ def _pixels(ds: Dataset, path: Path) -> np.ndarray:
                 f"{path} has truncated pixel data ({len(raw)} of {expected} bytes); "
                 "the file is damaged: remove it or re-export the study."
             )
+        if len(raw) > expected + 1:  # one pad byte is allowed
+            raise InputError(
+                f"{path.name}: PixelData (7FE0,0010) holds {len(raw)} bytes but Rows x Columns x "
+                f"BitsAllocated/8 = {rows} x {cols} x {bits // 8} = {expected}; the header does "
+                "not describe the pixel data: fix the header or re-export the study."
+            )
         arr = np.frombuffer(raw, dtype=dtype, count=rows * cols * frames)
         return arr.reshape(frames, rows, cols) if frames > 1 else arr.reshape(rows, cols)
     check_decoder(ts)
     try:
-        return np.asarray(ds.pixel_array)
-    except (ValueError, EOFError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.asarray(ds.pixel_array)
+    except (ValueError, EOFError, AttributeError, KeyError, TypeError) as exc:
         raise InputError(
             f"{path} has truncated or damaged pixel data ({exc}); remove it or re-export the study."
         ) from None
@@ -781,7 +804,8 @@ def _check_groups(
             last = groups[-1]
             if not opts.drop_incomplete_last:
                 raise InconsistentGeometryError(
-                    f"{label}: the last phase is incomplete ({len(last.s)} of {len(ref.s)} slices)."
+                    f"{label}: the last phase is incomplete ({len(last.s)} of {len(ref.s)} "
+                    "slices); re-export the complete series."
                 )
             warnings.append(
                 f"dropped the incomplete last phase ({len(last.s)} of {len(ref.s)} slices; "
@@ -803,11 +827,22 @@ def _check_groups(
         iops = {tuple(np.round(f.iop, 4)) for f in g.frames if f.iop is not None}
         if len(iops) > 1:
             raise _KeyRejected("more than one orientation within a phase")
-        dims = {(f.rows, f.cols, f.pixel_spacing, f.frame_of_reference_uid) for f in g.frames}
+        dims = Counter(
+            (f.rows, f.cols, f.pixel_spacing, f.frame_of_reference_uid) for f in g.frames
+        )
         if len(dims) > 1:
+            common = dims.most_common(1)[0][0]
+            odd = [
+                f
+                for f in g.frames
+                if (f.rows, f.cols, f.pixel_spacing, f.frame_of_reference_uid) != common
+            ]
+            o = odd[0]
             raise InconsistentGeometryError(
                 f"{label}: slices of one phase differ in matrix size, pixel spacing or frame of "
-                "reference; the phases must be resampled before use."
+                f"reference ({len(odd)} of {len(g.frames)} files, first: {clean(o.path.name, 80)}: "
+                f"{o.rows}x{o.cols} @ {o.pixel_spacing} vs {common[0]}x{common[1]} @ "
+                f"{common[2]}); remove the odd files, or resample the phases before use."
             )
     spacing = _check_spacing(groups[0].s, label)
     for g in groups:
@@ -956,14 +991,14 @@ def _study_filter(index: SeriesIndex, study_uid: str | None) -> list[FrameRecord
     if study_uid is not None:
         if study_uid not in studies:
             raise InputError(
-                f"Study {study_uid} is not in {index.root}; it holds {', '.join(sorted(studies))}."
+                f"Study {clean(study_uid, 70)} is not in {index.root}; it holds "
+                f"{', '.join(clean(u, 70) for u in sorted(studies)[:5])}."
             )
         records = [r for r in records if r.study_uid == study_uid]
         images = [r for r in images if r.study_uid == study_uid]
     elif len(studies) > 1:
-        desc = "; ".join(
-            f"{uid} ({len({r.path for r in images if r.study_uid == uid})} files, patient "
-            f"{next(r.patient_id for r in images if r.study_uid == uid)!r})"
+        desc = "; ".join(  # no PatientID here: messages and logs carry no identifying data
+            f"{clean(uid, 70)} ({len({r.path for r in images if r.study_uid == uid})} files)"
             for uid in sorted(studies)[:3]
         ) + (f"; and {len(studies) - 3} more" if len(studies) > 3 else "")
         raise InputError(
@@ -972,8 +1007,8 @@ def _study_filter(index: SeriesIndex, study_uid: str | None) -> list[FrameRecord
     patients = {r.patient_id for r in images}
     if len(patients) > 1:
         raise InputError(
-            f"Study {images[0].study_uid} mixes {len(patients)} patient IDs; refusing to combine "
-            "images of different patients: export one patient's study."
+            f"Study {clean(images[0].study_uid, 70)} mixes {len(patients)} patient IDs; refusing "
+            "to combine images of different patients: export one patient's study."
         )
     return records
 
@@ -1198,6 +1233,38 @@ def _candidate_error(cands: Sequence[Candidate], units: Sequence[Unit]) -> NoDCE
     )
 
 
+def _check_left_out_siblings(best: Candidate, units: Sequence[Unit], log: DecisionLog) -> None:
+    """A series left out of the chosen acquisition that looks like one of its phases (same
+    description, matrix and study): refused when it was left out for damaged geometry values
+    (it may be a missing phase), otherwise named in a warning."""
+    chosen = {u.key for u in best.units}
+    first = best.units[0].first
+    for u in units:
+        if u.key in chosen or not u.first.image or not u.description:
+            continue
+        other = u.first
+        same = (
+            other.series_description == first.series_description
+            and other.study_uid == first.study_uid
+            and (other.rows, other.cols) == (first.rows, first.cols)
+        )
+        if not same:
+            continue
+        why = u.excluded or "a different acquisition signature (TE, flip angle, TR, geometry)"
+        if why.startswith(("derived", "localizer", "non-image", "duplicate", "not chosen")):
+            continue  # left out for what it is, not for a damaged value
+        if why.startswith("no usable image geometry"):
+            raise InconsistentGeometryError(
+                f"series {u.number} ({clean(u.description, 40)!r}) looks like a phase of the DCE "
+                f"acquisition but was left out: {clean(why, 120)}; fix or re-export it, or pass "
+                "--dce-series to choose the series to read."
+            )
+        log.warnings.append(
+            f"series {u.number} ({clean(u.description, 40)!r}) has the DCE series' description "
+            f"but was not used: {clean(why, 120)}"
+        )
+
+
 def read_dicom_study(
     path: Path,
     *,
@@ -1275,6 +1342,8 @@ def read_dicom_study(
         elif not any(u in c.units for c in cands[:1]):
             rank = next(k for k, c in enumerate(cands, start=1) if u in c.units)
             u.role = f"candidate #{rank} (not selected, score {cands[rank - 1].score})"
+    validate_records([r for u in best.units for r in u.records])
+    _check_left_out_siblings(best, units, log)
     first = best.units[0].first
     if first.iop is None:
         raise InconsistentGeometryError("the selected series has no ImageOrientationPatient.")
@@ -1308,18 +1377,33 @@ def read_dicom_study(
     pixels = _PixelReader()
     stacks = _bilateral_split(best.units, n) if len(best.units) > 1 else [list(best.units)]
     assemblies: list[_Assembly] = []
+    damaged = ""
+    if index.problems:
+        # a skipped damaged file may be a slice of any phase: an incomplete last phase is then
+        # not an aborted acquisition, and a missing slice is named with the damaged files
+        opts = dataclasses.replace(opts, drop_incomplete_last=False)
+        damaged = (
+            f"; {len(index.problems)} file(s) were skipped as damaged or unreadable (first: "
+            f"{clean(index.problems[0].path.name, 80)}) and may hold the missing slices: "
+            "repair or re-export them"
+        )
     for k, stack in enumerate(stacks):
         frames = [r for u in stack for r in u.records]
-        label = (
-            "series "
-            + ",".join(str(u.number) for u in stack[:6])
-            + (" ..." if len(stack) > 6 else "")
-        )
-        assemblies.append(
-            _assemble_stack(
-                frames, n, pixels, opts, label if len(stacks) == 1 else f"stack {k + 1} ({label})"
-            )
-        )
+        numbers = list(dict.fromkeys(str(u.number) for u in stack))
+        label = "series " + ",".join(numbers[:6]) + (" ..." if len(numbers) > 6 else "")
+        stack_label = label if len(stacks) == 1 else f"stack {k + 1} ({label})"
+        try:
+            assembly = _assemble_stack(frames, n, pixels, opts, stack_label)
+        except InconsistentGeometryError as exc:
+            if not damaged:
+                raise
+            raise InconsistentGeometryError(str(exc).rstrip(".") + damaged + ".") from None
+        if len(assembly.groups[0].s) >= 2:
+            check_slice_spacing(assembly.spacing, stack_label)
+        for p_index, g in enumerate(assembly.groups):
+            check_phase_series(g.frames, stack_label, p_index)
+            check_phase_rescale(g.frames, stack_label, p_index, assembly.warnings)
+        assemblies.append(assembly)
     if len(assemblies) > 2:
         raise InconsistentGeometryError(
             f"the DCE acquisition has {len(assemblies)} separate slabs; expected one volume or "
@@ -1471,6 +1555,8 @@ def read_dicom_study(
                 label = "split bilateral: R + L"
             else:
                 label = ""
+        for img, fl in zip(images, frame_lists, strict=True):
+            _check_not_constant(img, fl, new_index)
         all_frames = [f for fl in frame_lists for f in fl]
         t_k = kept_times[new_index]
         timing = timings[new_index]
@@ -1509,6 +1595,24 @@ def read_dicom_study(
         decisions=log,
         series=[u.to_dict() for u in units],
     )
+
+
+def _check_not_constant(image: sitk.Image, frames: Sequence[FrameRecord], index: int) -> None:
+    """Refuse a phase whose voxels are all equal (or not finite): no image can look like that."""
+    arr = sitk.GetArrayViewFromImage(image)
+    lo, hi = float(np.min(arr)), float(np.max(arr))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError(
+            f"phase {index} ({len(frames)} files, first: {clean(frames[0].path.name, 80)}) holds "
+            "non-finite values after rescaling; expected finite intensities: check RescaleSlope "
+            "(0028,1053) and RescaleIntercept (0028,1052) or re-export the series."
+        )
+    if lo == hi:
+        raise InputError(
+            f"phase {index} ({len(frames)} files, first: {clean(frames[0].path.name, 80)}) is "
+            f"constant (every voxel {lo:g}); expected an MR image: check the pixel data and "
+            "RescaleSlope (0028,1053), or re-export the series."
+        )
 
 
 _ABSOLUTE_CLOCKS = {

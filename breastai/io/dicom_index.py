@@ -148,6 +148,11 @@ class FrameRecord:
     signed: bool = False
     slope: float = 1.0
     intercept: float = 0.0
+    bits_stored: int | None = None
+    pixel_representation: int | None = None
+    photometric: str = ""
+    missing: tuple[str, ...] = ()  # Type 1 pixel-module / meta keywords absent from the header
+    unparsed: tuple[tuple[str, str], ...] = ()  # (keyword, raw text) present but not usable
 
     @property
     def is_philips(self) -> bool:
@@ -279,6 +284,8 @@ def _i(value: Any) -> int | None:
 def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     if value is None:
         return None
+    if isinstance(value, str | bytes):
+        value = [value]
     try:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
@@ -429,15 +436,41 @@ def _base_record(path: Path, ds: Dataset) -> FrameRecord:
         rec.b_value = _f(_private(ds, 0x2001, "Philips Imaging DD 001", 0x03))
     rec.contrast_agent = _s(ds, "ContrastBolusAgent")
     rec.mr_acq_type = _s(ds, "MRAcquisitionType")
-    rec.rows = _i(_g(ds, "Rows")) or 0
-    rec.cols = _i(_g(ds, "Columns")) or 0
-    rec.samples_per_pixel = _i(_g(ds, "SamplesPerPixel")) or 1
-    rec.bits_allocated = _i(_g(ds, "BitsAllocated")) or 16
-    rec.signed = _i(_g(ds, "PixelRepresentation")) == 1
-    spacing = _floats(_g(ds, "PixelSpacing"), 2)
+    unparsed: list[tuple[str, str]] = []
+    missing: list[str] = []
+    pixel_ints: dict[str, int | None] = {}
+    for keyword in _PIXEL_INTS:
+        raw_value = _g(ds, keyword)
+        number = _f(raw_value)
+        if raw_value is None or (isinstance(raw_value, str | bytes) and not raw_value):
+            missing.append(keyword)
+            pixel_ints[keyword] = None
+        elif number is None or not math.isfinite(number) or number != round(number):
+            unparsed.append((keyword, _raw_text(raw_value)))
+            pixel_ints[keyword] = None
+        else:
+            pixel_ints[keyword] = round(number)
+    rec.rows = pixel_ints["Rows"] or 0
+    rec.cols = pixel_ints["Columns"] or 0
+    rec.samples_per_pixel = pixel_ints["SamplesPerPixel"] or 1
+    rec.bits_allocated = pixel_ints["BitsAllocated"] or 16
+    rec.bits_stored = pixel_ints["BitsStored"]
+    rec.pixel_representation = pixel_ints["PixelRepresentation"]
+    rec.signed = rec.pixel_representation == 1
+    rec.photometric = _s(ds, "PhotometricInterpretation")
+    if not rec.photometric:
+        missing.append("PhotometricInterpretation")
+    if not ts:
+        missing.append("TransferSyntaxUID")
+    spacing = _geometry(ds, "PixelSpacing", 2, unparsed)
     rec.pixel_spacing = (spacing[0], spacing[1]) if spacing else None
-    rec.iop = _floats(_g(ds, "ImageOrientationPatient"), 6)
-    ipp = _floats(_g(ds, "ImagePositionPatient"), 3)
+    rec.iop = _geometry(ds, "ImageOrientationPatient", 6, unparsed)
+    if rec.iop is not None and not _orthonormal_iop(rec.iop):
+        unparsed.append(("ImageOrientationPatient", _raw_text(_g(ds, "ImageOrientationPatient"))))
+        rec.iop = None  # not an orientation: never split a series by it (validation names it)
+    if not _s(ds, "SOPClassUID"):
+        missing.append("SOPClassUID")
+    ipp = _geometry(ds, "ImagePositionPatient", 3, unparsed)
     rec.ipp = (ipp[0], ipp[1], ipp[2]) if ipp else None
     if rec.ipp is None:  # Philips: IPP only in the private (2005,xx0F) sequence (§2 case 25)
         private_seq = _private(ds, 0x2005, "Philips MR Imaging DD 005", 0x0F)
@@ -469,11 +502,65 @@ def _base_record(path: Path, ds: Dataset) -> FrameRecord:
     if start:
         day = _g(ds, "AcquisitionDate") or _g(ds, "SeriesDate") or _g(ds, "StudyDate")
         rec.contrast_start = combine_date_time(day, start)
-    slope = _f(_g(ds, "RescaleSlope"))
-    intercept = _f(_g(ds, "RescaleIntercept"))
-    rec.slope = slope if slope is not None else 1.0
-    rec.intercept = intercept if intercept is not None else 0.0
+    for keyword, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        raw_value = _g(ds, keyword)
+        number = _f(raw_value)
+        if number is None and raw_value is not None and _raw_text(raw_value):
+            unparsed.append((keyword, _raw_text(raw_value)))
+        setattr(rec, "slope" if keyword == "RescaleSlope" else "intercept", _or(number, default))
+    rec.missing = tuple(missing)
+    rec.unparsed = tuple(unparsed)
     return rec
+
+
+_PIXEL_INTS = (
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+)
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _raw_text(value: Any, limit: int = 40) -> str:
+    """A short printable rendering of a header value for messages (control characters
+    escaped, long values cut)."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1", "replace")
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        value = "\\".join(str(v) for v in value)
+    text = str(value).strip()
+    out = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+def _orthonormal_iop(iop: Sequence[float], tol: float = 1e-2) -> bool:
+    row, col = iop[:3], iop[3:6]
+    nr = math.sqrt(sum(v * v for v in row))
+    nc = math.sqrt(sum(v * v for v in col))
+    dot = sum(a * b for a, b in zip(row, col, strict=True))
+    return abs(nr - 1) <= tol and abs(nc - 1) <= tol and abs(dot) <= tol
+
+
+def _geometry(
+    ds: Dataset, keyword: str, n: int, unparsed: list[tuple[str, str]]
+) -> tuple[float, ...] | None:
+    """A geometry vector of ``n`` finite numbers, or None; a present but unusable value
+    (wrong count, text, NaN/inf) is recorded in ``unparsed``."""
+    raw_value = _g(ds, keyword)
+    if raw_value is None:
+        return None
+    values = _floats(raw_value, n)
+    if values is None or not all(math.isfinite(v) for v in values):
+        if _raw_text(raw_value):
+            unparsed.append((keyword, _raw_text(raw_value)))
+        return None
+    return values
 
 
 def _expand_frames(rec: FrameRecord, ds: Dataset) -> list[FrameRecord]:

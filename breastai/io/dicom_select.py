@@ -116,12 +116,12 @@ class Unit:
 
 
 def _split_by_orientation(records: list[FrameRecord]) -> list[list[FrameRecord]]:
+    """Cluster by orientation; records without a usable orientation join the first cluster
+    (never a cluster of their own: one damaged file must not make a series a "localizer")."""
     clusters: list[list[FrameRecord]] = []
+    without = [rec for rec in records if rec.iop is None]
     for rec in records:
         if rec.iop is None:
-            if not clusters:
-                clusters.append([])
-            clusters[0].append(rec)
             continue
         for cluster in clusters:
             head = cluster[0].iop
@@ -130,6 +130,11 @@ def _split_by_orientation(records: list[FrameRecord]) -> list[list[FrameRecord]]
                 break
         else:
             clusters.append([rec])
+    if without:
+        if clusters:
+            clusters[0].extend(without)
+        else:
+            clusters.append(without)
     return clusters
 
 
@@ -178,15 +183,28 @@ def build_units(records: Sequence[FrameRecord]) -> list[Unit]:
     return units
 
 
-def exclusion_reason(unit: Unit, units: Sequence[Unit], *, te_max_ms: float = 20.0) -> str | None:
-    """The hard exclusion rule (§1.1) that removes ``unit``, or None when it stays a candidate."""
+def exclusion_reason(
+    unit: Unit, units: Sequence[Unit], *, te_max_ms: float = 20.0, siblings: bool = True
+) -> str | None:
+    """The hard exclusion rule (§1.1) that removes ``unit``, or None when it stays a candidate.
+
+    ``siblings=False`` skips the Philips sibling rule (used to ask whether the sibling itself is
+    an original candidate)."""
     if unit.excluded:
         return unit.excluded
     recs = unit.records
     first = recs[0]
     if any(r.samples_per_pixel != 1 for r in recs):
         return "colour image (SamplesPerPixel > 1)"
-    if any(r.iop is None or r.ipp is None or r.pixel_spacing is None for r in recs):
+    if all(r.iop is None or r.ipp is None or r.pixel_spacing is None for r in recs):
+        # a series of which only some files lack geometry stays a candidate: the validation of
+        # the chosen series names those files (dicom_validate)
+        unusable = [(k, v) for r in recs[:1] for k, v in r.unparsed]
+        if unusable:
+            from breastai.io.dicom_validate import tag_name
+
+            keyword, text = unusable[0]
+            return f"no usable image geometry ({tag_name(keyword)} is '{text}')"
         return (
             "no image geometry (ImagePositionPatient/ImageOrientationPatient/PixelSpacing missing)"
         )
@@ -209,9 +227,22 @@ def exclusion_reason(unit: Unit, units: Sequence[Unit], *, te_max_ms: float = 20
         return f"derived series (description token {hit[0]!r})"
     if _GE_SUB_RE.search(desc):
         return "derived series (GE subtraction description)"
-    if first.is_philips and first.series_number is not None and first.series_number % 100 != 1:
+    if (
+        siblings
+        and first.is_philips
+        and first.series_number is not None
+        and first.series_number % 100 != 1
+    ):
+        # only a sibling that is itself an original candidate counts (a derived 601 beside the
+        # dynamic 600 must not exclude 600)
         base = first.series_number - first.series_number % 100 + 1
-        if any(u.number == base and u.first.image for u in units if u is not unit):
+        if any(
+            u.number == base
+            and u.first.image
+            and exclusion_reason(u, units, te_max_ms=te_max_ms, siblings=False) is None
+            for u in units
+            if u is not unit
+        ):
             return f"derived series (Philips series {first.series_number} beside original {base})"
     b_values = [r.b_value for r in recs if r.b_value is not None]
     if any(b > 0 for b in b_values):
@@ -280,7 +311,11 @@ def _orientation_name(iop: Sequence[float]) -> str:
 
 
 def _signature(unit: Unit) -> tuple[Any, ...]:
-    r = unit.first
+    # a record with usable geometry stands for the unit (a damaged first file must not move
+    # the whole series to another acquisition: the validation names that file)
+    r = next(
+        (x for x in unit.records if x.iop is not None and x.pixel_spacing is not None), unit.first
+    )
     fat_sat = "FS" in r.scan_options.split("\\") or "SFS" in r.scan_options.split("\\")
     return (
         r.study_uid,

@@ -103,13 +103,9 @@ def find_phase_files(folder: Path) -> tuple[list[Path], str]:
 
 
 def _read(path: Path) -> sitk.Image:
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ""
-        raise InputError(
-            f"Could not read {path} as an image ({first}); the file is damaged."
-        ) from None
+    from breastai.io.image_check import read_checked
+
+    return read_checked(path)
 
 
 def _float3d(image: sitk.Image, path: Path) -> sitk.Image:

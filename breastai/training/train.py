@@ -226,6 +226,28 @@ def default_options(task: str, **overrides: Any) -> TrainOptions:
     return opts
 
 
+def _validate_network(o: TrainOptions) -> None:
+    """Network sizes the networks would reject with a ValueError: one clear sentence first."""
+    net = o.network
+    for key, value in net.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ParameterError(
+                f"--{key.split('_')[-1]} must be a whole number >= 1, got {value!r}."
+            )
+    if o.task == "tumor":
+        hidden, heads = int(net.get("hidden", 768)), int(net.get("heads", 12))
+        if hidden % heads:
+            raise ParameterError(
+                f"--hidden {hidden} is not divisible by --heads {heads}: each attention head "
+                "gets hidden/heads channels; choose e.g. "
+                f"--hidden {max(heads, hidden // heads * heads)}."
+            )
+    elif int(net.get("levels", 4)) < 2:
+        raise ParameterError(
+            f"--levels must be >= 2 for the breast U-Net, got {net.get('levels')}."
+        )
+
+
 def _validate(o: TrainOptions) -> None:
     if o.task not in TASKS:
         raise ParameterError(f"task must be one of {TASKS}, got {o.task!r}.")
@@ -252,6 +274,7 @@ def _validate(o: TrainOptions) -> None:
             f"patch {o.patch_zyx} must be divisible by {div} on every axis and stride "
             f"{o.stride_zyx} positive."
         )
+    _validate_network(o)
     if o.bce_weight < 0:
         raise ParameterError(f"bce_weight must be >= 0, got {o.bce_weight}.")
     if not 0 <= o.foreground_fraction <= 1 or not 0 <= o.phase_dropout <= 1:
