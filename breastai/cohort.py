@@ -51,7 +51,7 @@ from typing import Any
 
 from breastai import RESEARCH_NOTICE
 from breastai.errors import BreastAIError, ClusterError, InputError, OutputError
-from breastai.io.atomic import atomic_file, check_writable
+from breastai.io.atomic import atomic_file, check_writable, clean_stale
 from breastai.pipeline import SegmentResult, Settings
 from breastai.study import Study
 
@@ -409,22 +409,6 @@ class _StudyLock:
             self._fd = None
 
 
-def _remove_leftovers(out_dir: Path, folder: str) -> int:
-    """Remove temporary / replaced folders that a killed writer of ``folder`` left (under its
-    lock only)."""
-    pat = re.compile(rf"^\.{re.escape(folder)}\.(?:[A-Za-z0-9_]{{8}}\.tmp|\d+\.old)$")
-    n = 0
-    with contextlib.suppress(OSError):
-        for p in Path(out_dir).iterdir():
-            if pat.match(p.name):
-                if p.is_dir() and not p.is_symlink():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    p.unlink(missing_ok=True)
-                n += 1
-    return n
-
-
 def _read_manifest(folder: Path) -> dict[str, Any] | None:
     try:
         doc = json.loads((folder / "manifest.json").read_text())
@@ -564,7 +548,7 @@ class StudyWorker:
                 )
                 return st
             st.lock = lock
-            _remove_leftovers(self.out_dir, job.folder)
+            clean_stale(self.out_dir, job.folder, any_owner=True)
             manifest = _read_manifest(final) if final.is_dir() else None
             theirs = (manifest or {}).get("cohort") or {}
             if manifest is not None and theirs.get("key") == key and _complete(final, manifest):

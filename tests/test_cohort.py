@@ -143,9 +143,13 @@ def test_incomplete_output_and_leftovers_are_redone(cohort: dict, tmp_path: Path
     stale = out / f".{folder.name}.abcd1234.tmp"  # what a killed writer leaves
     stale.mkdir()
     (stale / "breast.nii.gz").write_bytes(b"half")
+    # a killed writer on another node: its pid may be alive here, but the study lock says the
+    # writer is gone
+    remote = out / f".{folder.name}.{os.getppid()}.wxyz9876.tmp"
+    remote.mkdir()
     res = run_cohort([study], out_dir=out, settings=_settings(cohort))
     assert res.rows[0].status == "ok"
-    assert (folder / "tumor.nii.gz").is_file() and not stale.exists()
+    assert (folder / "tumor.nii.gz").is_file() and not stale.exists() and not remote.exists()
 
 
 def test_a_study_locked_by_another_run_is_left_alone(cohort: dict, tmp_path: Path) -> None:

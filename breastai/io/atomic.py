@@ -38,13 +38,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clean_stale(parent: Path, name: str) -> list[Path]:
+def clean_stale(parent: Path, name: str, *, any_owner: bool = False) -> list[Path]:
     """Remove temporaries that dead runs left beside ``parent/name``.
 
     A run killed while writing (SIGKILL, power loss) leaves ``.<name>.<pid>.XXXX.tmp`` (or
     ``.<name>.<pid>.old``); it is removed when process ``pid`` no longer exists on this machine.
     Temporaries without a process id (``.<name>.XXXX.tmp``, older versions) are removed when
-    older than :data:`LEGACY_TMP_AGE_S`.
+    older than :data:`LEGACY_TMP_AGE_S`. With ``any_owner`` (a caller that holds the lock of
+    ``name``, so no other writer can exist, on any machine) every such temporary is removed.
 
     Returns
     -------
@@ -63,7 +64,9 @@ def clean_stale(parent: Path, name: str) -> list[Path]:
     for entry in entries:
         match = with_pid.match(entry.name)
         try:
-            if match is not None:
+            if any_owner and (match is not None or legacy.match(entry.name)):
+                stale = True
+            elif match is not None:
                 stale = not _alive(int(match.group(1)))
             elif legacy.match(entry.name):
                 stale = now - entry.lstat().st_mtime > LEGACY_TMP_AGE_S
