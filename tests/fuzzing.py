@@ -395,6 +395,7 @@ def run_info_case(base: Base, work: Path, seed: int, *, limit_s: int = 60) -> Ou
     from typer.testing import CliRunner
 
     from breastai.cli import app
+    from breastai.cohort import study_folder_name
 
     mutations = draw_case(seed, base)
     case_dir = work / f"case{seed}"
@@ -435,6 +436,7 @@ def run_segment_case(
     from typer.testing import CliRunner
 
     from breastai.cli import app
+    from breastai.cohort import study_folder_name
 
     mutations = draw_case(seed, base)
     case_dir = work / f"seg{seed}"
@@ -453,7 +455,7 @@ def run_segment_case(
             return Outcome(seed, mutations, "hang", None, f"over {limit_s} s")
         kind, message = classify(result)
         if kind == "ok":
-            folder = out / case_dir.name
+            folder = out / study_folder_name(case_dir)
             needed = ("breast.nii.gz", "tumor.nii.gz", "seg.dcm", "report.json", "manifest.json")
             missing = [n for n in needed if not (folder / n).is_file()]
             if missing:
