@@ -4,8 +4,8 @@ An imported model is a folder ``models/NAME/`` holding ``nnunet.json`` (this car
 file per fold (``fold_K.onnx``; input ``image`` ``(B, C, z, y, x)`` float32 in nnU-Net's
 preprocessed space, output ``logits`` ``(B, heads, z, y, x)``, raw logits). The card is written by
 ``breastai import-weights --nnunet`` (:mod:`breastai.training.nnunet_import`) from the trained-model
-folder's ``plans.json``, ``dataset.json`` and checkpoints; :func:`card_fields_from_folder` reads those
-two JSON files (no torch) and is shared by the import and the tests.
+folder's ``plans.json``, ``dataset.json`` and checkpoints; :func:`card_fields_from_folder` reads
+those two JSON files (no torch) and is shared by the import and the tests.
 
 Axis contract: see :mod:`breastai.study`. nnU-Net's own axis order is the one of
 ``sitk.GetArrayFromImage`` (z, y, x) as its SimpleITK reader presents the file (or after
@@ -254,7 +254,9 @@ class NnunetCard:
         if len(self.spacing) != 3 or len(self.patch_size) != 3:
             problems.append("only 3d configurations are supported")
         if sorted(self.transpose_forward) != [0, 1, 2]:
-            problems.append(f"transpose_forward {list(self.transpose_forward)} is not a permutation")
+            problems.append(
+                f"transpose_forward {list(self.transpose_forward)} is not a permutation"
+            )
         if self.orientation not in ("as-read", "RAS"):
             problems.append(f"orientation {self.orientation!r} is not as-read or RAS")
         if not self.folds:
@@ -323,7 +325,9 @@ def architecture_of(cfg: Mapping[str, Any], where: str) -> tuple[str, dict[str, 
             kwargs = {
                 "n_stages": n,
                 "features_per_stage": [
-                    min(int(cfg["UNet_base_num_features"]) * 2**i, int(cfg["unet_max_num_features"]))
+                    min(
+                        int(cfg["UNet_base_num_features"]) * 2**i, int(cfg["unet_max_num_features"])
+                    )
                     for i in range(n)
                 ],
                 "conv_op": f"torch.nn.modules.conv.Conv{dim}d",
@@ -405,7 +409,7 @@ def parse_label_roles(text: str) -> dict[str, tuple[int, ...]]:
             )
         out[role] = ints
     if not out:
-        raise ParameterError(f"--labels names no role; e.g. 'tumor=1' or 'left=1,right=2'.")
+        raise ParameterError("--labels names no role; e.g. 'tumor=1' or 'left=1,right=2'.")
     return out
 
 

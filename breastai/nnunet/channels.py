@@ -5,6 +5,9 @@ post-contrast phase, i.e. phase N), ``subN`` (postN - pre, voxel by voxel) and `
 0-based). Every result is a float32 ``SimpleITK.Image`` on its phase's grid (``subN`` on postN's).
 """
 
+# SimpleITK has no type hints.
+# mypy: disable-error-code="no-untyped-call"
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -18,6 +18,9 @@ The network runs in ONNX Runtime (CUDA or CPU) or OpenVINO through
 one batch (InstanceNorm is per sample, so this equals nnU-Net's one-at-a-time calls).
 """
 
+# SimpleITK has no type hints.
+# mypy: disable-error-code="no-untyped-call"
+
 from __future__ import annotations
 
 import itertools
@@ -85,7 +88,9 @@ class Preprocessed:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def sliding_window_steps(image: Sequence[int], patch: Sequence[int], step: float) -> list[list[int]]:
+def sliding_window_steps(
+    image: Sequence[int], patch: Sequence[int], step: float
+) -> list[list[int]]:
     """nnU-Net's ``compute_steps_for_sliding_window`` (``np.round``: half to even)."""
     out = []
     for i, k in zip(image, patch, strict=True):
@@ -112,7 +117,7 @@ def gaussian_map(patch: tuple[int, ...]) -> np.ndarray:
     if zero.any():
         g16[zero] = g16[~zero].min()
     g16.setflags(write=False)
-    return g16
+    return np.asarray(g16)
 
 
 def _pad(data: np.ndarray, patch: Sequence[int]) -> tuple[np.ndarray, tuple[slice, ...]]:
@@ -400,11 +405,11 @@ class NnunetModel:
             for i, c in enumerate(card.regions_class_order):
                 seg[prob[i] > 0.5] = c
             return seg
-        idx = values.argmax(0)
+        idx = np.asarray(values.argmax(0))
         labels = self._all_labels()
         if labels == list(range(len(labels))):
             return idx
-        return np.asarray(labels)[idx]
+        return np.asarray(np.asarray(labels)[idx])
 
     def _all_labels(self) -> list[int]:
         vals: set[int] = set()

@@ -60,7 +60,7 @@ def compute_new_shape(
 ) -> tuple[int, ...]:
     """``int(round(old/new * n))`` per axis (Python's round: half to even)."""
     return tuple(
-        int(round(o / n * s)) for o, n, s in zip(old_spacing, new_spacing, old_shape, strict=True)
+        round(o / n * s) for o, n, s in zip(old_spacing, new_spacing, old_shape, strict=True)
     )
 
 
@@ -114,7 +114,7 @@ def skimage_resize(image: np.ndarray, new_shape: Sequence[int], order: int) -> n
     zoom = [1 / f for f in factors]
     out = ndimage.zoom(image, zoom, order=order, mode="nearest", cval=0.0, grid_mode=True)
     np.clip(out, np.asarray(np.min(image)), np.asarray(np.max(image)), out=out)
-    return out
+    return np.asarray(out)
 
 
 def separate_z_axis(
@@ -161,7 +161,7 @@ def resample(
     src = data.astype(float, copy=False)
     for c in range(src.shape[0]):
         if axis is None:
-            out[c] = skimage_resize(src[c], target, order)
+            out[c] = skimage_resize(src[c], target.tolist(), order)
             continue
         others = [a for a in range(3) if a != axis]
         shape2d = target[others]
@@ -171,7 +171,7 @@ def resample(
         for s in range(shape[axis]):
             idx: list[Any] = [slice(None)] * 3
             idx[axis] = s
-            here[tuple(idx)] = skimage_resize(src[c][tuple(idx)], shape2d, order)
+            here[tuple(idx)] = skimage_resize(src[c][tuple(idx)], shape2d.tolist(), order)
         if shape[axis] != target[axis]:
             grids = np.mgrid[: target[0], : target[1], : target[2]].astype(float)
             scales = [float(here.shape[i]) / target[i] for i in range(3)]

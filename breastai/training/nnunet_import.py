@@ -1,4 +1,4 @@
-"""Import an nnU-Net v2 trained model (folder or ``nnUNetv2_export_model_to_zip`` zip) into breastai.
+"""Import an nnU-Net v2 trained model (a folder, or the zip of ``nnUNetv2_export_model_to_zip``).
 
 What it does, in order:
 
@@ -126,7 +126,9 @@ def find_model_folder(root: Path) -> Path:
 def _opened(source: Path) -> Iterator[Path]:
     source = Path(source)
     if not source.exists():
-        raise InputError(f"{source} does not exist; expected an nnU-Net trained-model folder or zip.")
+        raise InputError(
+            f"{source} does not exist; expected an nnU-Net trained-model folder or zip."
+        )
     if source.is_dir():
         yield find_model_folder(source)
         return
@@ -206,7 +208,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     }
 
 
-def _fold_dirs(folder: Path, folds: Sequence[str] | None, checkpoint: str) -> list[tuple[str, Path]]:
+def _fold_dirs(
+    folder: Path, folds: Sequence[str] | None, checkpoint: str
+) -> list[tuple[str, Path]]:
     if folds:
         out = []
         for f in folds:
@@ -250,7 +254,9 @@ def _locate_torch_class(name: str, key: str) -> Any:
     return cls
 
 
-def build_network(architecture: str, arch_kwargs: Mapping[str, Any], n_in: int, n_out: int) -> nn.Module:
+def build_network(
+    architecture: str, arch_kwargs: Mapping[str, Any], n_in: int, n_out: int
+) -> nn.Module:
     """The network nnU-Net builds from the plans (``deep_supervision=False``), in eval mode.
 
     Raises
@@ -272,7 +278,9 @@ def build_network(architecture: str, arch_kwargs: Mapping[str, Any], n_in: int, 
         if isinstance(v, str):
             kwargs[key] = _locate_torch_class(v, key)
     try:
-        net = cls(input_channels=n_in, num_classes=n_out, **kwargs, deep_supervision=False)
+        net: nn.Module = cls(
+            input_channels=n_in, num_classes=n_out, **kwargs, deep_supervision=False
+        )
     except TypeError as exc:
         raise WeightsError(
             f"plans.json's architecture keywords do not fit {architecture}: {exc}."
@@ -341,7 +349,8 @@ def _check_roles(roles: Mapping[str, Sequence[int]], valid: set[int], task: str)
     if not any(r in roles for r in need):
         raise ParameterError(
             f"no label of this model is marked as {' or '.join(need)} (from dataset.json's label "
-            "names); pass --labels, e.g. " + ("'tumor=1'." if task == "tumor" else "'left=1,right=2'.")
+            "names); pass --labels, e.g. "
+            + ("'tumor=1'." if task == "tumor" else "'left=1,right=2'.")
         )
 
 
@@ -472,11 +481,14 @@ def import_nnunet(
         )
         valid.discard(0)
         _check_roles(roles, valid, task)
-        net = build_network(fields["architecture"], fields["arch_kwargs"], n_in, fields["num_heads"])
+        net = build_network(
+            fields["architecture"], fields["arch_kwargs"], n_in, fields["num_heads"]
+        )
         sources = {
             str(p.relative_to(folder)): _sha256(p)
             for p in [folder / "plans.json", folder / "dataset.json"]
-            + [folder / "dataset_fingerprint.json"] * (folder / "dataset_fingerprint.json").is_file()
+            + [folder / "dataset_fingerprint.json"]
+            * (folder / "dataset_fingerprint.json").is_file()
         }
         if source.is_file():
             sources[source.name] = _sha256(source)
@@ -507,7 +519,7 @@ def import_nnunet(
                 fold_entries.append(
                     {"fold": f, "file": onnx.name, "sha256": _sha256(onnx), "parity": parity}
                 )
-            first = cks[0][2]
+            ck0 = cks[0][2]
             card = NnunetCard(
                 name=name,
                 task=task,
@@ -516,7 +528,7 @@ def import_nnunet(
                 roles=roles,
                 num_heads=int(fields["num_heads"]),
                 configuration=config,
-                trainer=str(first["trainer_name"]),
+                trainer=str(ck0["trainer_name"]),
                 plans_name=fields["plans_name"],
                 dataset_name=fields["dataset_name"],
                 orientation=fields["orientation"],
@@ -529,7 +541,7 @@ def import_nnunet(
                 intensity_properties=fields["intensity_properties"],
                 resampling_data=fields["resampling_data"],
                 resampling_probabilities=fields["resampling_probabilities"],
-                mirroring_axes=first["mirroring_axes"],
+                mirroring_axes=ck0["mirroring_axes"],
                 architecture=fields["architecture"],
                 folds=tuple(fold_entries),
                 regions=tuple(tuple(r) for r in fields["regions"]),
@@ -539,7 +551,7 @@ def import_nnunet(
                 licence=fields["licence"],
                 description=(
                     f"nnU-Net v2 {fields['dataset_name']} {config} ({fields['architecture']}, "
-                    f"{first['trainer_name']}, folds {','.join(f for f, _, _ in cks)}), imported "
+                    f"{ck0['trainer_name']}, folds {','.join(f for f, _, _ in cks)}), imported "
                     "with `breastai import-weights --nnunet`."
                 ),
             )
