@@ -172,6 +172,12 @@ def _blobs(rng: np.random.Generator, shape: Sequence[int], n_ch: int) -> np.ndar
     return x
 
 
+def _write_png(path: Path) -> None:
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(path)
+
+
 def build_model_folder(root: Path, spec: ModelSpec) -> Path:
     """Write the trained-model folder for ``spec`` under ``root``; return its path."""
     import torch
@@ -222,8 +228,8 @@ def build_model_folder(root: Path, spec: ModelSpec) -> Path:
                 "mean_fg_dice": [np.float32(0.5)],
                 "ema_fg_dice": [np.float32(0.5)],
                 "dice_per_class_or_region": [[np.float32(0.5)] * max(1, n_out - 1)],
-                "train_losses": [float(loss)],
-                "val_losses": [float(loss)],
+                "train_losses": [loss.item()],
+                "val_losses": [loss.item()],
                 "lrs": [3e-3],
                 "epoch_start_timestamps": [0.0],
                 "epoch_end_timestamps": [1.0],
@@ -243,6 +249,11 @@ def build_model_folder(root: Path, spec: ModelSpec) -> Path:
         fdir = folder / f"fold_{fold}"
         fdir.mkdir(exist_ok=True)
         torch.save(ck, fdir / "checkpoint_final.pth")
+        # what a training run leaves beside the checkpoint (nnUNetv2_export_model_to_zip packs it)
+        (fdir / "debug.json").write_text(json.dumps({"fold": int(fold), "test": True}))
+        _write_png(fdir / "progress.png")
+        (fdir / "validation").mkdir(exist_ok=True)
+        (fdir / "validation" / "summary.json").write_text(json.dumps({"foreground_mean": {}}))
     return folder
 
 

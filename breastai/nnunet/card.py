@@ -442,7 +442,8 @@ def channel_spec_from_names(names: Sequence[str]) -> tuple[str, ...] | None:
     out = []
     for raw in names:
         n = re.sub(r"[\s_\-]+", "", str(raw).lower())
-        n = n.replace("contrast", "").replace("subtraction", "sub").replace("t1", "")
+        n = n.replace("contrast", "").replace("subtraction", "sub")
+        n = n.removeprefix("t1")
         if CHANNEL_RE.match(n):
             out.append(n)
         else:
