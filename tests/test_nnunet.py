@@ -130,7 +130,9 @@ def test_predict_matches_nnunet(built: dict[str, Any], key: str, tta: bool, tmp_
     with np.load(out / study_dir.name / f"{key}_probabilities.npz") as z:
         ours_p = z["probabilities"]
     files = channel_files(m["study"], card["channels"], tmp_path / "in")
-    ref_l, ref_p = reference_predict(m["folder"], files, tmp_path / "ref", folds=m["folds"], tta=tta)
+    ref_l, ref_p = reference_predict(
+        m["folder"], files, tmp_path / "ref", folds=m["folds"], tta=tta
+    )
     ours_l = sitk.GetArrayFromImage(ours_img)
     ref_img = sitk.ReadImage(str(tmp_path / "ref" / "case.nii.gz"))
     assert ours_img.GetSize() == ref_img.GetSize()
@@ -191,7 +193,7 @@ def test_card_records_what_inference_needs(built: dict[str, Any]) -> None:
 def test_checkpoint_needs_the_numpy_allowlist(built: dict[str, Any]) -> None:
     """The trap the import handles: plain weights_only loading fails on nnU-Net checkpoints."""
     ck = built["models"]["plain2"]["folder"] / "fold_0" / "checkpoint_final.pth"
-    with pytest.raises(Exception, match="weights_only|Unsupported global"):
+    with pytest.raises(Exception, match=r"weights_only|Unsupported global"):
         torch.load(ck, map_location="cpu", weights_only=True)
     from breastai.training.nnunet_import import load_checkpoint
 
@@ -217,10 +219,11 @@ def test_import_from_export_zip(built: dict[str, Any], tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     card = json.loads((tmp_path / "models" / "z" / "nnunet.json").read_text())
     ref = _card(built, "plain2")
-    assert [f["sha256"] for f in card["folds"]] != []
-    assert card["sources"]["fold_0/checkpoint_final.pth"] == ref["sources"][
-        "fold_0/checkpoint_final.pth"
-    ]
+    assert [f["fold"] for f in card["folds"]] == ["0", "1"]
+    assert (
+        card["sources"]["fold_0/checkpoint_final.pth"]
+        == ref["sources"]["fold_0/checkpoint_final.pth"]
+    )
     assert "model.zip" in card["sources"]
 
 
@@ -295,20 +298,22 @@ def test_channel_list_of_wrong_length(built: dict[str, Any], tmp_path: Path) -> 
 
 def test_study_without_the_needed_phase(built: dict[str, Any], tmp_path: Path) -> None:
     wf = tmp_path / "w.toml"
-    res = runner.invoke(app, ["import-weights", "--nnunet", str(built["models"]["plain2"]["folder"]),
-                              "--name", "p2", "--task", "breast", "--channels", "pre,sub2",
+    folder = built["models"]["plain2"]["folder"]
+    res = runner.invoke(app, ["import-weights", "--nnunet", str(folder), "--name", "p2",
+                              "--task", "breast", "--channels", "pre,sub2",
                               "--weights-file", str(wf)])  # fmt: skip
     assert res.exit_code == 0, res.output
     study_dir = built["models"]["plain2"]["study"][0].parent  # two phases
-    res = runner.invoke(app, ["predict", "--model", "p2", str(study_dir), "-o",
-                              str(tmp_path / "o"), "--weights-file", str(wf), "--quiet"])  # fmt: skip
+    out = tmp_path / "o"
+    res = runner.invoke(app, ["predict", "--model", "p2", str(study_dir), "-o", str(out),
+                              "--weights-file", str(wf), "--quiet"])  # fmt: skip
     assert res.exit_code == 1
     assert "channel 'sub2' needs phase 2" in " ".join(res.output.split())
     assert "has 2 phase(s)" in " ".join(res.output.split())
     assert not (tmp_path / "o" / study_dir.name / "p2.nii.gz").exists()
 
 
-def test_predict_refuses_overwrite_and_non_nnunet_model(built: dict[str, Any], tmp_path: Path) -> None:
+def test_predict_refuses_overwrite_and_unknown_model(built: dict[str, Any], tmp_path: Path) -> None:
     study_dir = built["models"]["regions"]["study"][0].parent
     args = ["predict", "--model", "regions", str(study_dir), "-o", str(tmp_path / "o"),
             "--no-tta", "--quiet", "--weights-file", str(built["weights_file"])]  # fmt: skip
@@ -316,8 +321,9 @@ def test_predict_refuses_overwrite_and_non_nnunet_model(built: dict[str, Any], t
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "--force" in again.output
     assert runner.invoke(app, [*args, "--force"]).exit_code == 0
+    wf = str(built["weights_file"])
     res = runner.invoke(app, ["predict", "--model", "nope", str(study_dir), "-o",
-                              str(tmp_path / "o2"), "--weights-file", str(built["weights_file"])])  # fmt: skip
+                              str(tmp_path / "o2"), "--weights-file", wf])  # fmt: skip
     _one_line_error(res, "no model named 'nope'", "plain2")
 
 
