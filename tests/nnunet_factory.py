@@ -46,14 +46,18 @@ class ModelSpec:
     train_steps: int = 12
     configuration: str = "3d_fullres"
     conv_op: str = "torch.nn.modules.conv.Conv3d"
+    features: tuple[int, ...] = (4, 8, 16)
+    kernels: tuple[tuple[int, int, int], ...] = ((1, 3, 3), (3, 3, 3), (3, 3, 3))
+    strides: tuple[tuple[int, int, int], ...] = ((1, 1, 1), (1, 2, 2), (2, 2, 2))
 
 
 def _arch(spec: ModelSpec) -> dict[str, Any]:
-    kernel = [[1, 3, 3], [3, 3, 3], [3, 3, 3]]
-    strides = [[1, 1, 1], [1, 2, 2], [2, 2, 2]]
+    kernel = [list(k) for k in spec.kernels]
+    strides = [list(s) for s in spec.strides]
+    n = len(spec.features)
     common = {
-        "n_stages": 3,
-        "features_per_stage": [4, 8, 16],
+        "n_stages": n,
+        "features_per_stage": list(spec.features),
         "conv_op": spec.conv_op,
         "kernel_sizes": kernel,
         "strides": strides,
@@ -66,10 +70,11 @@ def _arch(spec: ModelSpec) -> dict[str, Any]:
         "nonlin_kwargs": {"inplace": True},
     }
     if spec.architecture == "ResidualEncoderUNet":
-        kw = {**common, "n_blocks_per_stage": [1, 2, 2], "n_conv_per_stage_decoder": [1, 1]}
+        blocks = [1] + [2] * (n - 1)
+        kw = {**common, "n_blocks_per_stage": blocks, "n_conv_per_stage_decoder": [1] * (n - 1)}
         cls = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
     elif spec.architecture == "PlainConvUNet":
-        kw = {**common, "n_conv_per_stage": [2, 2, 2], "n_conv_per_stage_decoder": [2, 2]}
+        kw = {**common, "n_conv_per_stage": [2] * n, "n_conv_per_stage_decoder": [2] * (n - 1)}
         cls = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
     else:
         kw = dict(common)

@@ -212,6 +212,8 @@ class NnunetModel:
     ) -> NnunetModel:
         """Load a registered nnU-Net model by name, or a folder holding ``nnunet.json``.
 
+        A registered name wins over a folder of the same name in the working directory.
+
         Raises
         ------
         WeightsNotFoundError
@@ -224,7 +226,8 @@ class NnunetModel:
         from breastai.weights import load_registry, resolve_model
 
         p = Path(name_or_dir).expanduser()
-        if p.is_dir():
+        registry = load_registry(weights_file)
+        if str(name_or_dir) not in registry and p.is_dir():
             card_path = p / CARD_FILE
             if not card_path.is_file():
                 raise WeightsNotFoundError(
@@ -236,7 +239,6 @@ class NnunetModel:
                 card, p, device=device, runtime=runtime, precision=precision, threads=threads
             )
         name = str(name_or_dir)
-        registry = load_registry(weights_file)
         entry = registry.get(name)
         if entry is None:
             nn = sorted(n for n, c in registry.items() if c.architecture.startswith("nnunet"))
