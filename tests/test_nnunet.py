@@ -373,3 +373,13 @@ def test_resampling_is_nnunets(
     ref16 = resample_data_or_seg_to_shape(half, new, cur, tgt, is_seg=False, **kw)
     got16 = resample(half, new, cur, tgt, kw)
     assert got16.dtype == np.float16 and np.array_equal(got16, ref16)
+
+
+def test_nnunet_models_are_not_segments_default(built: dict[str, Any]) -> None:
+    """An imported nnU-Net card (a JSON file) never becomes `segment`'s default ONNX model."""
+    from breastai.weights import resolve_model
+
+    for task in ("breast", "tumor"):
+        got = resolve_model(None, task, weights_file=built["weights_file"])
+        assert not got.card.architecture.startswith("nnunet")
+        assert got.path.suffix == ".onnx"
