@@ -383,3 +383,28 @@ def test_nnunet_models_are_not_segments_default(built: dict[str, Any]) -> None:
         got = resolve_model(None, task, weights_file=built["weights_file"])
         assert not got.card.architecture.startswith("nnunet")
         assert got.path.suffix == ".onnx"
+
+
+@pytest.mark.slow
+def test_predict_reads_a_dicom_study_onto_the_channel0_grid(
+    built: dict[str, Any], tmp_path: Path
+) -> None:
+    """STUDY is anything `segment` reads: a DICOM study; the mask lies on channel 0's grid."""
+    from breastai.io import load_study
+    from breastai.phantom import make_demo_study
+
+    study_dir = make_demo_study(tmp_path / "demo", seed=3, decoys=False)
+    study = load_study(study_dir)
+    wf = str(built["weights_file"])
+    for key, phase in (("plain2", 0), ("resenc", 1)):  # channel 0: pre / post1
+        out = tmp_path / f"o-{key}"
+        res = runner.invoke(app, ["predict", "--model", key, str(study_dir), "-o", str(out),
+                                  "--no-tta", "--quiet", "--weights-file", wf])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        (mask_path,) = out.glob(f"*/{key}.nii.gz")
+        mask = sitk.ReadImage(str(mask_path))
+        ref = study.phases[phase].image
+        assert mask.GetSize() == ref.GetSize()
+        assert np.allclose(mask.GetOrigin(), ref.GetOrigin(), atol=1e-4)
+        assert np.allclose(mask.GetDirection(), ref.GetDirection(), atol=1e-6)
+        assert np.allclose(mask.GetSpacing(), ref.GetSpacing(), atol=1e-6)
