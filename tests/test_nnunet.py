@@ -408,3 +408,26 @@ def test_predict_reads_a_dicom_study_onto_the_channel0_grid(
         assert np.allclose(mask.GetOrigin(), ref.GetOrigin(), atol=1e-4)
         assert np.allclose(mask.GetDirection(), ref.GetDirection(), atol=1e-6)
         assert np.allclose(mask.GetSpacing(), ref.GetSpacing(), atol=1e-6)
+
+
+def test_fold_all_and_checkpoint_choice(built: dict[str, Any], tmp_path: Path) -> None:
+    """Only fold_all (BreastDivider's layout) is found by default; --checkpoint best is read."""
+    from breastai.training.nnunet_import import import_nnunet
+
+    src = built["models"]["plain2"]["folder"]
+    dst = tmp_path / "Dataset998_All" / src.name
+    shutil.copytree(src, dst)
+    shutil.rmtree(dst / "fold_1")
+    (dst / "fold_0").rename(dst / "fold_all")
+    res = import_nnunet(dst, name="all", task="breast", out=tmp_path / "m", register=False)
+    assert [f["fold"] for f in res.card.folds] == ["all"]
+    with pytest.raises(Exception, match=r"no fold_K/checkpoint_best\.pth"):
+        import_nnunet(
+            dst, name="b", task="breast", checkpoint="best", out=tmp_path / "b", register=False
+        )
+    shutil.copy(dst / "fold_all" / "checkpoint_final.pth", dst / "fold_all" / "checkpoint_best.pth")
+    res = import_nnunet(
+        dst, name="b", task="breast", checkpoint="best", out=tmp_path / "b", register=False
+    )
+    assert res.card.checkpoint == "checkpoint_best.pth"
+    assert "fold_all/checkpoint_best.pth" in res.card.sources
