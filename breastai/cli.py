@@ -1223,31 +1223,79 @@ def export_cmd(
 @handle_errors
 def import_weights_cmd(
     seed_checkpoint: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--seed-checkpoint",
             help="The authors' best_model.pth ({'model': state_dict}), a state dict, or .npz.",
         ),
-    ],
+    ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Also keep the ONNX file here (registered copy: models/NAME/)."),
+        typer.Option(
+            "--out", help="Also keep the ONNX file(s) here (registered copy: models/NAME/)."
+        ),
     ] = None,
-    name: Annotated[str, typer.Option(help="Model name in the weights file.")] = "seed-tumor",
+    name: Annotated[
+        str | None,
+        typer.Option(help="Model name in the weights file (seed default: seed-tumor)."),
+    ] = None,
     heads: Annotated[
         int, typer.Option(help="Attention heads (12 in the authors' configuration).")
     ] = 12,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file/entry.")] = False,
     weights_file: WeightsFileOption = None,
+    # --- nnU-Net import (issue 12) ---
+    nnunet: Annotated[
+        Path | None,
+        typer.Option(
+            "--nnunet",
+            help="An nnU-Net v2 trained-model folder (plans.json, dataset.json, fold_K/) or the "
+            "zip of nnUNetv2_export_model_to_zip.",
+        ),
+    ] = None,
+    task: Annotated[str | None, typer.Option("--task", help="nnU-Net: breast | tumor.")] = None,
+    channels: Annotated[
+        str | None,
+        typer.Option(
+            "--channels",
+            help="nnU-Net: study image per input channel: pre, postN, subN (postN - pre), phaseK; "
+            "e.g. 'pre' or 'pre,sub1' (default: from dataset.json's channel names).",
+        ),
+    ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            "--labels",
+            help="nnU-Net: which label values are breast/left/right/tumor, e.g. 'left=1,right=2' "
+            "(default: from dataset.json's label names).",
+        ),
+    ] = None,
+    folds: Annotated[
+        str | None,
+        typer.Option("--folds", help="nnU-Net: folds to use, e.g. '0,1,2,3,4' or 'all'."),
+    ] = None,
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", help="nnU-Net: final | best.")
+    ] = "final",
 ) -> None:
-    """Import the authors' tumor checkpoint: check, export ONNX, register (needs \\[train])."""
+    """Import weights: the authors' tumor checkpoint (--seed-checkpoint) or an nnU-Net v2 model
+    (--nnunet); check, export ONNX, register (needs \\[train]; nnU-Net also \\[nnunet])."""
+    from breastai.errors import ParameterError
+
+    if (seed_checkpoint is None) == (nnunet is None):
+        raise ParameterError("Give exactly one of --seed-checkpoint FILE or --nnunet DIR_OR_ZIP.")
+    if nnunet is not None:
+        _import_nnunet(nnunet, name, task, channels, labels, folds, checkpoint, out, force,
+                       weights_file)  # fmt: skip
+        return
     from breastai.training.seed_import import import_seed_checkpoint
 
+    assert seed_checkpoint is not None
     with err_console.status("Loading, exporting and checking the checkpoint ..."):
         res = import_seed_checkpoint(
             seed_checkpoint,
             out=out,
-            name=name,
+            name=name or "seed-tumor",
             heads=heads,
             force=force,
             weights_file=weights_file,
@@ -1572,6 +1620,167 @@ def doctor(
     console.print(table)
     style = "green" if report.cuda_used else "yellow"
     console.print(f"[{style}]{escape(report.reason)}[/{style}]", highlight=False)
+# === section: nnU-Net (breastai.nnunet; issue 12) ===
+
+
+def _import_nnunet(
+    source: Path,
+    name: str | None,
+    task: str | None,
+    channels: str | None,
+    labels: str | None,
+    folds: str | None,
+    checkpoint: str,
+    out: Path | None,
+    force: bool,
+    weights_file: Path | None,
+) -> None:
+    from breastai.errors import ParameterError
+
+    if not name or not task:
+        raise ParameterError("--nnunet needs --name NAME and --task breast|tumor.")
+    from breastai.training.nnunet_import import import_nnunet
+
+    fold_list = [f.strip() for f in folds.split(",") if f.strip()] if folds else None
+    with err_console.status(
+        "Loading the checkpoints, exporting and checking one ONNX per fold ..."
+    ):
+        res = import_nnunet(
+            source,
+            name=name,
+            task=task,
+            channels=channels,
+            labels=labels,
+            folds=fold_list,
+            checkpoint=checkpoint,
+            out=out,
+            force=force,
+            weights_file=weights_file,
+        )
+    card = res.card
+    parity = max(float(f["parity"]) for f in card.folds)
+    roles = ", ".join(f"{k}={'+'.join(map(str, v))}" for k, v in card.roles.items())
+    console.print(
+        f"Imported {source} as {res.name!r}: nnU-Net {card.architecture} {card.configuration}, "
+        f"{len(card.folds)} fold(s), channels {','.join(card.channels)}, labels {roles}, "
+        f"mirroring {'off' if card.mirroring_axes is None else list(card.mirroring_axes)}.\n"
+        f"ONNX + card: {res.folder} (max |torch - onnxruntime| = {parity:.2g}).\n"
+        f"Registered in {res.weights_file}; run it with `breastai predict --model {res.name} "
+        "STUDY -o OUT`.",
+        highlight=False,
+    )
+    if card.licence:
+        console.print(f"Licence (dataset.json): {card.licence}", highlight=False)
+
+
+@app.command("predict")
+@handle_errors
+def predict_cmd(
+    study_dirs: Annotated[
+        list[Path],
+        typer.Argument(help="Study folders (DICOM or per-phase NIfTI) or 4-D NIfTI files."),
+    ],
+    model: Annotated[
+        str,
+        typer.Option("--model", help="An nnU-Net model imported with import-weights --nnunet."),
+    ],
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="Output folder; one subfolder per study.")
+    ],
+    save_probabilities: Annotated[
+        bool,
+        typer.Option(
+            "--save-probabilities", help="Also write NAME_probabilities.npz (classes, z, y, x)."
+        ),
+    ] = False,
+    no_tta: Annotated[
+        bool,
+        typer.Option("--no-tta", help="No mirroring test-time augmentation (about 8x faster)."),
+    ] = False,
+    device: Annotated[
+        str, typer.Option(help="auto | cpu | cuda | cuda:N (auto: CUDA if usable, else CPU).")
+    ] = "auto",
+    runtime: Annotated[
+        RuntimeChoice,
+        typer.Option(help="auto: ONNX Runtime on CUDA; on the CPU OpenVINO when installed."),
+    ] = RuntimeChoice.AUTO,
+    precision: Annotated[
+        PrecisionChoice,
+        typer.Option(help="bf16: OpenVINO on CPUs with native bfloat16 (outputs differ slightly)."),
+    ] = PrecisionChoice.FP32,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing output files.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress; errors only.")] = False,
+    weights_file: WeightsFileOption = None,
+) -> None:
+    """Run an imported nnU-Net model as nnU-Net does: OUT/<study>/NAME.nii.gz (+ probabilities)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from breastai.nnunet import NnunetModel
+    from breastai.nnunet.run import predict_studies
+
+    with err_console.status(f"Loading {model} ..."):
+        net = NnunetModel.load(
+            model,
+            device=device,
+            runtime=runtime.value,
+            precision=precision.value,
+            weights_file=weights_file,
+        )
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("windows"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=quiet,
+    )
+    with progress:
+        task_id = progress.add_task("", total=None)
+
+        def on_progress(i: int, done: int, total: int) -> None:
+            progress.update(
+                task_id, completed=done, total=total, description=f"{study_dirs[i].name}"
+            )
+
+        def on_result(i: int, res: Any) -> None:
+            if not res.ok:
+                err_console.print(
+                    f"[red]error:[/red] {res.name}: {res.error}", highlight=False, soft_wrap=True
+                )
+            elif not quiet:
+                counts = ", ".join(f"{k}: {v}" for k, v in res.label_counts.items())
+                console.print(
+                    f"{res.name}: {', '.join(str(p) for p in res.outputs)} "
+                    f"({res.seconds:.1f} s; voxels per label {counts})",
+                    highlight=False,
+                )
+
+        results = predict_studies(
+            net,
+            study_dirs,
+            out,
+            tta=not no_tta,
+            save_probabilities=save_probabilities,
+            force=force,
+            progress=on_progress,
+            on_result=on_result,
+        )
+    if not quiet:
+        for note in net.notices:
+            err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        lic = f"; licence: {net.card.licence}" if net.card.licence else ""
+        console.print(
+            f"Model {net.card.name!r} ({net.card.dataset_name}{lic}). {RESEARCH_NOTICE}",
+            style="dim",
+            highlight=False,
+        )
+    if any(not r.ok for r in results):
+        raise typer.Exit(code=1)
+
+
+# === end section: nnU-Net ===
 
 
 def main() -> None:

@@ -888,7 +888,11 @@ def resolve_model(
                 f"no model; known models: {', '.join(sorted(registry))}."
             )
         return resolve_model(name, task, weights_file=weights_file)
-    candidates = [c for c in registry.values() if c.task == task]
+    # nnU-Net models (`import-weights --nnunet`: the file is the nnunet.json card, not an ONNX
+    # file) run through breastai.nnunet; they are never picked as the default segment model.
+    candidates = [
+        c for c in registry.values() if c.task == task and not c.architecture.startswith("nnunet")
+    ]
     ordered = [c for c in candidates if not c.bundled and not c.demo] + [
         c for c in candidates if not c.bundled and c.demo
     ]

@@ -395,7 +395,6 @@ def run_info_case(base: Base, work: Path, seed: int, *, limit_s: int = 60) -> Ou
     from typer.testing import CliRunner
 
     from breastai.cli import app
-    from breastai.cohort import study_folder_name
 
     mutations = draw_case(seed, base)
     case_dir = work / f"case{seed}"
