@@ -7,9 +7,9 @@ dicom-rules.md §1 is the specification. Tags propose, geometry decides:
 3. :func:`read_dicom_study` assembles the winner across series (split series, pre + post,
    split bilateral), tries the ranked phase keys (§1.4) and accepts the first whose groups pass
    every per-phase invariant (§1.5), orders the phases by their clock (§1.6), reads the pixels
-   of each phase in sorted order and builds one float32 ``SimpleITK.Image`` per phase with its
-   LPS origin, spacing and direction set explicitly. A series reader is never pointed at a
-   multi-phase series.
+   of each phase in sorted order (:mod:`breastai.io.dicom_pixels`) and builds one float32
+   ``SimpleITK.Image`` per phase with its LPS origin, spacing and direction set explicitly. A
+   series reader is never pointed at a multi-phase series.
 
 Every decision goes to the :class:`~breastai.study.DecisionLog`; whatever cannot be assembled
 without guessing raises an :class:`~breastai.errors.InputError` subclass with one sentence.
@@ -20,25 +20,20 @@ without guessing raises an :class:`~breastai.errors.InputError` subclass with on
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import itertools
 import logging
 import math
 import os
-import threading
-import warnings
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
 import SimpleITK as sitk
-from pydicom.dataset import Dataset
 
 from breastai.errors import (
     AmbiguousStudyError,
@@ -46,9 +41,9 @@ from breastai.errors import (
     InputError,
     NoDCESeriesError,
     ParameterError,
-    UnsupportedInputError,
 )
 from breastai.io.dicom_index import DURATION_SOURCES, FrameRecord, SeriesIndex, index_folder
+from breastai.io.dicom_pixels import PixelReader, check_decoder, new_volume
 from breastai.io.dicom_select import (
     Candidate,
     Unit,
@@ -76,22 +71,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_DECODER_PACKAGES = {
-    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.70": "pylibjpeg-libjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.80": "pylibjpeg-libjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.81": "pylibjpeg-libjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.201": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.202": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.5": "pylibjpeg-rle (or numpy only)",
-}
-_UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99"}
 
 
 @dataclass(frozen=True)
@@ -144,214 +123,6 @@ class _Assembly:
     spacing: float
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------------------------
-# pixels
-
-
-class _PixelReader:
-    """Reads stored pixel data of frames, caching multi-frame files and slice hashes."""
-
-    def __init__(self) -> None:
-        self._multi: dict[Path, np.ndarray] = {}
-        self._hash: dict[tuple[Path, int], int] = {}
-        self._local = threading.local()
-        self._lock = threading.Lock()
-
-    def clear(self) -> None:
-        self._multi.clear()
-
-    @staticmethod
-    def _decode(path: Path) -> np.ndarray:
-        try:
-            ds = pydicom.dcmread(path)
-        except Exception as exc:
-            raise InputError(
-                f"Could not read the pixel data of {path} ({type(exc).__name__}: {exc}); "
-                "the file is damaged: remove it or re-export the study."
-            ) from None
-        return _pixels(ds, path)
-
-    @staticmethod
-    def _tail_layout(rec: FrameRecord) -> tuple[int, int, np.dtype[Any]] | None:
-        """(pixel bytes, element header bytes, dtype) of an uncompressed little-endian
-        single-frame file whose pixel data can be read from the end of the file; None: use
-        pydicom."""
-        if rec.transfer_syntax not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"):
-            return None
-        if rec.bits_allocated not in (8, 16, 32) or rec.samples_per_pixel != 1:
-            return None
-        if rec.rows <= 0 or rec.cols <= 0:
-            return None
-        nbytes = rec.rows * rec.cols * (rec.bits_allocated // 8)
-        head_len = 12 if rec.transfer_syntax == "1.2.840.10008.1.2.1" else 8
-        kind = "i" if rec.signed else "u"
-        return nbytes, head_len, np.dtype(f"<{kind}{rec.bits_allocated // 8}")
-
-    @staticmethod
-    def _tail_into(rec: FrameRecord, buf: bytearray, nbytes: int, head_len: int) -> bool:
-        """Read the PixelData element header and value, which end the file, into ``buf``
-        (``head_len + nbytes`` bytes); True only after checking the element header (tag, VR
-        and length) in front of the pixel bytes."""
-        try:
-            with open(rec.path, "rb", buffering=0) as fh:
-                size = fh.seek(0, os.SEEK_END)
-                if size < nbytes + head_len + 132:
-                    return False
-                fh.seek(size - nbytes - head_len)
-                if fh.readinto(buf) != nbytes + head_len:
-                    return False
-        except OSError:
-            return False
-        if buf[:4] != b"\xe0\x7f\x10\x00":
-            return False
-        if head_len == 12 and (bytes(buf[4:6]) not in (b"OW", b"OB") or buf[6:8] != b"\x00\x00"):
-            return False
-        return int.from_bytes(buf[head_len - 4 : head_len], "little") == nbytes
-
-    def _tail(self, rec: FrameRecord) -> np.ndarray | None:
-        """Fast path for uncompressed little-endian single-frame files whose last element is the
-        pixel data: read the pixel bytes straight from the end of the file after checking the
-        PixelData element header in front of them (tag, VR and length). None: use pydicom."""
-        layout = self._tail_layout(rec)
-        if layout is None:
-            return None
-        nbytes, head_len, dtype = layout
-        buf = bytearray(nbytes + head_len)
-        if not self._tail_into(rec, buf, nbytes, head_len):
-            return None
-        return np.frombuffer(buf, dtype=dtype, offset=head_len).reshape(rec.rows, rec.cols)
-
-    def frame_into(self, rec: FrameRecord, out: np.ndarray) -> None:
-        """Write the frame's rescaled values (stored x slope + intercept) into ``out`` (float32,
-        rows x cols). Uncompressed files are read into a per-thread buffer, nothing else is
-        allocated."""
-        layout = self._tail_layout(rec) if rec.frame == 0 else None
-        arr: np.ndarray | None = None
-        if layout is not None:
-            nbytes, head_len, dtype = layout
-            buf = getattr(self._local, "buf", None)
-            if buf is None or len(buf) != nbytes + head_len:
-                buf = bytearray(nbytes + head_len)
-                self._local.buf = buf
-            if self._tail_into(rec, buf, nbytes, head_len):
-                arr = np.frombuffer(buf, dtype=dtype, offset=head_len).reshape(rec.rows, rec.cols)
-        if arr is None:
-            arr = self.frame(rec)
-        if arr.shape != out.shape:
-            raise InconsistentGeometryError(
-                f"{rec.path}: pixel data is {arr.shape}, expected {out.shape}."
-            )
-        if rec.slope == 1.0 and not rec.intercept:
-            np.copyto(out, arr, casting="unsafe")
-        else:
-            np.multiply(arr, np.float32(rec.slope), out=out, casting="unsafe")
-            if rec.intercept:
-                out += np.float32(rec.intercept)
-
-    def frame(self, rec: FrameRecord) -> np.ndarray:
-        if rec.frame == 0:
-            fast = self._tail(rec)
-            if fast is not None:
-                return fast
-            arr = self._decode(rec.path)
-            return arr[0] if arr.ndim == 3 else arr
-        with self._lock:  # one decode per multi-frame file, also with several threads
-            cached = self._multi.get(rec.path)
-            if cached is None:
-                cached = self._decode(rec.path)
-                if cached.ndim == 2:
-                    cached = cached[None]
-                self._multi[rec.path] = cached
-        arr = cached
-        if rec.frame > arr.shape[0]:
-            raise InputError(
-                f"{rec.path} declares frame {rec.frame} but holds {arr.shape[0]} frames; "
-                "the file is truncated: re-export the study."
-            )
-        frame: np.ndarray = arr[rec.frame - 1]
-        return frame
-
-    def digest(self, rec: FrameRecord) -> int:
-        key = (rec.path, rec.frame)
-        if key not in self._hash:
-            self._hash[key] = hash(self.frame(rec).tobytes())
-        return self._hash[key]
-
-
-def _pixels(ds: Dataset, path: Path) -> np.ndarray:
-    """Stored values of a dataset's pixel data; one clear error for truncation or decoders."""
-    if "PixelData" not in ds:
-        raise InputError(f"{path} has no pixel data; re-export the study with images.")
-    meta = getattr(ds, "file_meta", None)
-    try:
-        ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        bits = int(ds.get("BitsAllocated", 16))
-        signed = int(ds.get("PixelRepresentation", 0)) == 1
-    except Exception as exc:  # values the header pass read differently (damaged file)
-        raise InputError(
-            f"{path.name}: the pixel description (Rows, Columns, NumberOfFrames, BitsAllocated, "
-            f"PixelRepresentation) cannot be read ({type(exc).__name__}); the file is damaged: "
-            "remove it or re-export the study."
-        ) from None
-    if ts in _UNCOMPRESSED and ts != "1.2.840.10008.1.2.1.99" and bits in (8, 16, 32):
-        dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}").newbyteorder("<")
-        raw = ds.PixelData
-        expected = rows * cols * frames * (bits // 8)
-        if len(raw) < expected:
-            raise InputError(
-                f"{path} has truncated pixel data ({len(raw)} of {expected} bytes); "
-                "the file is damaged: remove it or re-export the study."
-            )
-        if len(raw) > expected + 1:  # one pad byte is allowed
-            raise InputError(
-                f"{path.name}: PixelData (7FE0,0010) holds {len(raw)} bytes but Rows x Columns x "
-                f"BitsAllocated/8 = {rows} x {cols} x {bits // 8} = {expected}; the header does "
-                "not describe the pixel data: fix the header or re-export the study."
-            )
-        arr = np.frombuffer(raw, dtype=dtype, count=rows * cols * frames)
-        return arr.reshape(frames, rows, cols) if frames > 1 else arr.reshape(rows, cols)
-    check_decoder(ts)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return np.asarray(ds.pixel_array)
-    except (ValueError, EOFError, AttributeError, KeyError, TypeError) as exc:
-        raise InputError(
-            f"{path} has truncated or damaged pixel data ({exc}); remove it or re-export the study."
-        ) from None
-    except (NotImplementedError, RuntimeError) as exc:
-        raise UnsupportedInputError(
-            f"{path}: pixel data in transfer syntax {ts} could not be decoded ({exc}); "
-            f"install {_DECODER_PACKAGES.get(ts, 'a pydicom pixel data plugin')}."
-        ) from None
-
-
-def check_decoder(ts: str) -> None:
-    """Raise UnsupportedInputError naming the transfer syntax and the package that decodes it."""
-    if not ts or ts in _UNCOMPRESSED:
-        return
-    from pydicom.pixels.decoders.base import get_decoder
-
-    try:
-        name = pydicom.uid.UID(ts).name
-    except Exception:
-        name = ts
-    try:
-        decoder = get_decoder(ts)
-    except NotImplementedError:
-        raise UnsupportedInputError(
-            f"The study uses transfer syntax {ts} ({name}), which breastai cannot decode; "
-            "re-export it uncompressed or as JPEG Lossless / JPEG 2000."
-        ) from None
-    if not decoder.is_available:
-        raise UnsupportedInputError(
-            f"The study uses transfer syntax {ts} ({name}) but no decoder is installed; "
-            f"install {_DECODER_PACKAGES.get(ts, 'a pydicom pixel data plugin')}."
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -636,7 +407,7 @@ def _unwrap(starts: list[float]) -> list[float]:
 
 
 def _drop_duplicates(
-    group: _Group, n: np.ndarray, pixels: _PixelReader, label: str, warnings: list[str]
+    group: _Group, n: np.ndarray, pixels: PixelReader, label: str, warnings: list[str]
 ) -> None:
     """Sort a group along n; drop identical duplicates; reject the key on conflicting repeats."""
     frames = sorted(group.frames, key=lambda f: _pos(n, f))
@@ -672,7 +443,7 @@ def _drop_duplicates(
 
 
 def _assemble_stack(
-    frames: list[FrameRecord], n: np.ndarray, pixels: _PixelReader, opts: ReaderOptions, label: str
+    frames: list[FrameRecord], n: np.ndarray, pixels: PixelReader, opts: ReaderOptions, label: str
 ) -> _Assembly:
     """Find the phase key for one stack of frames (same orientation) and check §1.5."""
     rejections: list[str] = []
@@ -765,7 +536,7 @@ def _assemble_stack(
 def _check_groups(
     groups: list[_Group],
     n: np.ndarray,
-    pixels: _PixelReader,
+    pixels: PixelReader,
     opts: ReaderOptions,
     key_name: str,
     label: str,
@@ -875,64 +646,15 @@ def _check_groups(
 # volumes
 
 
-_WRITABLE_VIEWS: bool | None = None
-
-
-def _image_view(image: sitk.Image) -> np.ndarray | None:
-    """A writable float32 numpy view of a new float32 image's own pixel buffer, or None.
-
-    ``sitk.GetArrayViewFromImage`` makes the buffer unique and returns a read-only view of it;
-    the view is re-wrapped writable so that slices are decoded straight into the image (no
-    second 4-byte-per-voxel buffer and copy). The caller keeps ``image`` alive while writing.
-    """
-    view = sitk.GetArrayViewFromImage(image)
-    if view.dtype != np.float32 or not view.flags.c_contiguous:
-        return None
-    address = int(view.__array_interface__["data"][0])
-    buffer = (ctypes.c_float * view.size).from_address(address)
-    writable: np.ndarray = np.ctypeslib.as_array(buffer).reshape(view.shape)
-    return writable
-
-
-def _writable_views() -> bool:
-    """Whether :func:`_image_view` writes land in the image (checked once per process)."""
-    global _WRITABLE_VIEWS
-    if _WRITABLE_VIEWS is None:
-        try:
-            probe = sitk.Image(3, 2, 2, sitk.sitkFloat32)
-            view = _image_view(probe)
-            ok = view is not None and view.shape == (2, 2, 3)
-            if ok and view is not None:
-                pattern = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
-                view[...] = pattern
-                ok = bool(np.array_equal(sitk.GetArrayFromImage(probe), pattern))
-                ok = ok and probe.GetPixel(2, 1, 1) == 11.0
-        except Exception:  # any surprise: use the copying path
-            ok = False
-        _WRITABLE_VIEWS = ok
-    return _WRITABLE_VIEWS
-
-
-def _new_volume(nz: int, ny: int, nx: int) -> tuple[sitk.Image | None, np.ndarray]:
-    """A float32 (z, y, x) buffer to decode into: the pixel buffer of a new sitk image when it
-    can be written in place, else a numpy array (image None: built by copying afterwards)."""
-    if _writable_views():
-        image = sitk.Image(nx, ny, nz, sitk.sitkFloat32)
-        view = _image_view(image)
-        if view is not None:
-            return image, view
-    return None, np.empty((nz, ny, nx), dtype=np.float32)
-
-
 _DECODE_THREADS = 2
 
 
-def _build_image(frames: Sequence[FrameRecord], pixels: _PixelReader, spacing: float) -> sitk.Image:
+def _build_image(frames: Sequence[FrameRecord], pixels: PixelReader, spacing: float) -> sitk.Image:
     first = frames[0]
     if first.iop is None or first.ipp is None or first.pixel_spacing is None:
         raise InconsistentGeometryError(f"{first.path}: image geometry is missing.")
     row, col, n = _orthonormal(first.iop)
-    image, volume = _new_volume(len(frames), first.rows, first.cols)
+    image, volume = new_volume(len(frames), first.rows, first.cols)
 
     def load(k: int) -> None:
         pixels.frame_into(frames[k], volume[k])
@@ -997,10 +719,13 @@ def _study_filter(index: SeriesIndex, study_uid: str | None) -> list[FrameRecord
         records = [r for r in records if r.study_uid == study_uid]
         images = [r for r in images if r.study_uid == study_uid]
     elif len(studies) > 1:
-        desc = "; ".join(  # no PatientID here: messages and logs carry no identifying data
-            f"{clean(uid, 70)} ({len({r.path for r in images if r.study_uid == uid})} files)"
-            for uid in sorted(studies)[:3]
-        ) + (f"; and {len(studies) - 3} more" if len(studies) > 3 else "")
+        desc = (
+            "; ".join(  # no PatientID here: messages and logs carry no identifying data
+                f"{clean(uid, 70)} ({len({r.path for r in images if r.study_uid == uid})} files)"
+                for uid in sorted(studies)[:3]
+            )
+            + (f"; and {len(studies) - 3} more" if len(studies) > 3 else "")
+        )
         raise InputError(
             f"{index.root} holds {len(studies)} studies ({desc}); pass --study UID to choose one."
         )
@@ -1318,6 +1043,60 @@ def read_dicom_study(
     if index is None:
         index = index_folder(path, workers=opts.workers)
     log = DecisionLog()
+    _log_skipped_files(index, log)
+    units, cands = select_series(index, dce_series=dce_series, study_uid=study_uid, options=opts)
+    log.candidates = [c.to_dict(rank) for rank, c in enumerate(cands, start=1)]
+    best = _best_candidate(cands, units)
+    _mark_candidate_roles(units, cands)
+    n = _check_selection(best, units, log)
+    pixels = PixelReader()
+    assemblies = _assemble_stacks(best, n, pixels, opts, index)
+    main = assemblies[0]
+    joined = _combine_stacks(assemblies, log)
+    clock_starts, phase_times = _phase_times(assemblies, times, log)
+    since, injection_reference = _since_injection(main, clock_starts, times, log)
+    keep = _kept_phases(main, opts, log)
+    # durations, mid-phase times, times since injection (§1.6)
+    kept_times = [
+        None
+        if phase_times[k] is None
+        else float(phase_times[k] or 0.0) - float(phase_times[keep[0]] or 0.0)
+        for k in keep
+    ]
+    timings, timing_notes = phase_timing(
+        kept_times,
+        [_phase_durations([f for asm in assemblies for f in asm.groups[k].frames]) for k in keep],
+        injection_s=[since[k] for k in keep],
+        injection_reference=injection_reference,
+        reference_index=1,
+        times_are_mid=main.clock == "FrameReferenceDateTime" and times is None,
+    )
+    log.notes.extend(timing_notes)
+    phases, role_of = _build_phases(assemblies, keep, kept_times, timings, joined, n, pixels, log)
+    pixels.clear()
+    _mark_phase_roles(units, best, role_of)
+    log.notes.append(
+        f"{len(phases)} phases x {phases[0].image.GetSize()[2]} slices, spacing "
+        f"{', '.join(f'{v:.3f}' for v in phases[0].image.GetSpacing())} mm"
+    )
+    for w in log.warnings:
+        logger.warning("%s", w)
+    return Study(
+        phases=phases,
+        source=path,
+        kind="dicom",
+        study_uid=best.units[0].first.study_uid or None,
+        name=path.name if path.is_dir() else path.stem,
+        decisions=log,
+        series=[u.to_dict() for u in units],
+    )
+
+
+# read_dicom_study's steps, in order
+
+
+def _log_skipped_files(index: SeriesIndex, log: DecisionLog) -> None:
+    """One warning naming the files the header pass skipped, by kind."""
     if index.problems:
         kinds = Counter(p.kind for p in index.problems)
         log.warnings.append(
@@ -1325,8 +1104,11 @@ def read_dicom_study(
             + ", ".join(f"{k} {v} file(s)" for v, k in sorted((v, k) for k, v in kinds.items()))
             + f" (first: {index.problems[0].path.name}: {index.problems[0].message[:120]})"
         )
-    units, cands = select_series(index, dce_series=dce_series, study_uid=study_uid, options=opts)
-    log.candidates = [c.to_dict(rank) for rank, c in enumerate(cands, start=1)]
+
+
+def _best_candidate(cands: Sequence[Candidate], units: Sequence[Unit]) -> Candidate:
+    """The winning candidate; NoDCESeriesError without a strong one, AmbiguousStudyError when
+    the runner-up scores alike."""
     if not cands or not cands[0].strong:
         raise _candidate_error(cands, units)
     best = cands[0]
@@ -1336,12 +1118,22 @@ def read_dicom_study(
             f"({best.score} vs {cands[1].score}); choose one with --dce-series UID[,UID...].",
             [c.line(rank) for rank, c in enumerate(cands[:5], start=1) if c.strong],
         )
+    return best
+
+
+def _mark_candidate_roles(units: Sequence[Unit], cands: Sequence[Candidate]) -> None:
+    """The role of every excluded or not-selected series (the chosen ones get theirs later)."""
     for u in units:
         if u.excluded:
             u.role = f"excluded: {u.excluded}"
         elif not any(u in c.units for c in cands[:1]):
             rank = next(k for k, c in enumerate(cands, start=1) if u in c.units)
             u.role = f"candidate #{rank} (not selected, score {cands[rank - 1].score})"
+
+
+def _check_selection(best: Candidate, units: Sequence[Unit], log: DecisionLog) -> np.ndarray:
+    """Check the chosen series' headers (records, left-out siblings, one orientation, decoders)
+    and return the slice normal."""
     validate_records([r for u in best.units for r in u.records])
     _check_left_out_siblings(best, units, log)
     first = best.units[0].first
@@ -1374,7 +1166,14 @@ def read_dicom_study(
     ts = {r.transfer_syntax for u in best.units for r in u.records}
     for t in sorted(ts):
         check_decoder(t)
-    pixels = _PixelReader()
+    return n
+
+
+def _assemble_stacks(
+    best: Candidate, n: np.ndarray, pixels: PixelReader, opts: ReaderOptions, index: SeriesIndex
+) -> list[_Assembly]:
+    """Group each stack of the chosen series into phases (one stack, or two split-bilateral)
+    and check every phase's series, slice spacing and rescale."""
     stacks = _bilateral_split(best.units, n) if len(best.units) > 1 else [list(best.units)]
     assemblies: list[_Assembly] = []
     damaged = ""
@@ -1404,6 +1203,12 @@ def read_dicom_study(
             check_phase_series(g.frames, stack_label, p_index)
             check_phase_rescale(g.frames, stack_label, p_index, assembly.warnings)
         assemblies.append(assembly)
+    return assemblies
+
+
+def _combine_stacks(assemblies: Sequence[_Assembly], log: DecisionLog) -> bool:
+    """Check the stacks agree (at most two, same phase count), log the grouping, clock and the
+    stacks' notes; True when two split-bilateral stacks share one grid (joined per phase)."""
     if len(assemblies) > 2:
         raise InconsistentGeometryError(
             f"the DCE acquisition has {len(assemblies)} separate slabs; expected one volume or "
@@ -1423,7 +1228,6 @@ def read_dicom_study(
     for asm in assemblies:
         log.warnings.extend(asm.warnings)
         log.notes.extend(asm.notes)
-    n_phases = len(main.groups)
     joined = False
     in_plane_split = len(assemblies) == 2 and bool(
         np.intersect1d(
@@ -1446,7 +1250,16 @@ def read_dicom_study(
             if joined
             else "split-bilateral stacks do not share one grid: kept as two stacks per phase"
         )
-    # phase times
+    return joined
+
+
+def _phase_times(
+    assemblies: Sequence[_Assembly], times: Sequence[float] | None, log: DecisionLog
+) -> tuple[list[float | None], list[float | None]]:
+    """(clock start of each phase, phase times relative to the first): the user's ``times``,
+    else the clock, else the nominal TemporalPositionIdentifier x TemporalResolution."""
+    main = assemblies[0]
+    n_phases = len(main.groups)
     clock_starts: list[float | None] = []
     for k in range(n_phases):
         starts_k = [g.time for g in (asm.groups[k] for asm in assemblies) if g.time is not None]
@@ -1469,6 +1282,17 @@ def read_dicom_study(
         if any(t is not None for t in phase_times):
             log.clock = "nominal (TemporalPositionIdentifier x TemporalResolution)"
     log.time_reference = "first phase" if any(t is not None for t in phase_times) else None
+    return clock_starts, phase_times
+
+
+def _since_injection(
+    main: _Assembly,
+    clock_starts: Sequence[float | None],
+    times: Sequence[float] | None,
+    log: DecisionLog,
+) -> tuple[list[float | None], str]:
+    """Seconds since ContrastBolusStartTime per phase (and the reference) when the clock is an
+    absolute time of day; :func:`breastai.io.times.since_injection` says why not otherwise."""
     injection = sorted(
         {r.contrast_start for g in main.groups for r in g.frames[:1] if r.contrast_start}
     )
@@ -1491,7 +1315,13 @@ def read_dicom_study(
             "seconds since ContrastBolusStartTime: "
             + ", ".join(f"{v:.1f}" for v in since if v is not None)
         )
-    # duplicate pre-contrast (§1.3, case 20)
+    return since, injection_reference
+
+
+def _kept_phases(main: _Assembly, opts: ReaderOptions, log: DecisionLog) -> list[int]:
+    """Indices of the phases kept: duplicate pre-contrast acquisitions drop all but the last
+    unless ``keep_all_pre`` (§1.3, case 20); at least two phases."""
+    n_phases = len(main.groups)
     keep = list(range(n_phases))
     evidence = [_contrast_evidence(g) for g in main.groups]
     if any(evidence) and not all(evidence):
@@ -1514,23 +1344,22 @@ def read_dicom_study(
                 keep = list(range(first_post - 1, n_phases))
     if len(keep) < 2:
         raise NoDCESeriesError("the DCE acquisition has fewer than two usable phases.")
-    # durations, mid-phase times, times since injection (§1.6)
-    kept_times = [
-        None
-        if phase_times[k] is None
-        else float(phase_times[k] or 0.0) - float(phase_times[keep[0]] or 0.0)
-        for k in keep
-    ]
-    timings, timing_notes = phase_timing(
-        kept_times,
-        [_phase_durations([f for asm in assemblies for f in asm.groups[k].frames]) for k in keep],
-        injection_s=[since[k] for k in keep],
-        injection_reference=injection_reference,
-        reference_index=1,
-        times_are_mid=main.clock == "FrameReferenceDateTime" and times is None,
-    )
-    log.notes.extend(timing_notes)
-    # volumes
+    return keep
+
+
+def _build_phases(
+    assemblies: Sequence[_Assembly],
+    keep: Sequence[int],
+    kept_times: Sequence[float | None],
+    timings: Sequence[dict[str, Any]],
+    joined: bool,
+    n: np.ndarray,
+    pixels: PixelReader,
+    log: DecisionLog,
+) -> tuple[list[Phase], dict[str, list[int]]]:
+    """Read the pixels of every kept phase into images (joined, or right + left stacks) and
+    return the phases and, per series UID, the new phase indices it feeds."""
+    main = assemblies[0]
     phases: list[Phase] = []
     role_of: dict[str, list[int]] = {}
     for new_index, k in enumerate(keep):
@@ -1573,28 +1402,19 @@ def read_dicom_study(
             role_of.setdefault(f.series_uid, [])
             if new_index not in role_of[f.series_uid]:
                 role_of[f.series_uid].append(new_index)
-    pixels.clear()
+    return phases, role_of
+
+
+def _mark_phase_roles(
+    units: Sequence[Unit], best: Candidate, role_of: Mapping[str, Sequence[int]]
+) -> None:
+    """The role of each chosen series: the phases it feeds, or dropped."""
     for u in units:
         if u.series_uid in role_of and not u.excluded:
             ks = sorted(role_of[u.series_uid])
             u.role = f"DCE phase {ks[0]}" if len(ks) == 1 else f"DCE phases {ks[0]}-{ks[-1]}"
         elif u in best.units:
             u.role = "DCE (dropped: see warnings)"
-    log.notes.append(
-        f"{len(phases)} phases x {phases[0].image.GetSize()[2]} slices, spacing "
-        f"{', '.join(f'{v:.3f}' for v in phases[0].image.GetSpacing())} mm"
-    )
-    for w in log.warnings:
-        logger.warning("%s", w)
-    return Study(
-        phases=phases,
-        source=path,
-        kind="dicom",
-        study_uid=first.study_uid or None,
-        name=path.name if path.is_dir() else path.stem,
-        decisions=log,
-        series=[u.to_dict() for u in units],
-    )
 
 
 def _check_not_constant(image: sitk.Image, frames: Sequence[FrameRecord], index: int) -> None:
@@ -1684,13 +1504,5 @@ def select_dce_series(
     """
     opts = options or ReaderOptions()
     units, cands = select_series(index, dce_series=dce_series, study_uid=study_uid, options=opts)
-    if not cands or not cands[0].strong:
-        raise _candidate_error(cands, units)
-    best = cands[0]
-    if len(cands) > 1 and cands[1].strong and cands[1].score >= best.score - 1:
-        raise AmbiguousStudyError(
-            f"{sum(1 for c in cands if c.strong)} candidate DCE acquisitions score alike "
-            f"({best.score} vs {cands[1].score}); choose one with --dce-series UID[,UID...].",
-            [c.line(rank) for rank, c in enumerate(cands[:5], start=1) if c.strong],
-        )
+    best = _best_candidate(cands, units)
     return list(dict.fromkeys(u.series_uid for u in best.units))
