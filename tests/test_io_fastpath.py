@@ -22,7 +22,6 @@ from dicom_factory import make_study, rewrite
 from pydicom.dataset import Dataset
 from pydicom.uid import ImplicitVRLittleEndian
 
-from breastai.io import dicom as reader
 from breastai.io import dicom_index, dicom_pixels, load_study
 
 

@@ -195,47 +195,6 @@ def read_image(path: Path) -> sitk.Image:
         raise UnsupportedInputError(
             f"{path} is neither NIfTI/NRRD/MHA nor DICOM; expected a mask image or a DICOM-SEG."
         )
-    return _read_seg(path)
+    from breastai.io.seg import read_seg_labels
 
-
-def _read_seg(path: Path) -> sitk.Image:
-    import highdicom as hd
-
-    try:
-        seg = hd.seg.segread(str(path))
-    except Exception as exc:
-        raise UnsupportedInputError(
-            f"{path} is DICOM but not a readable DICOM-SEG ({type(exc).__name__}: {exc})."
-        ) from None
-    numbers = list(seg.segment_numbers)
-    try:
-        volume = seg.get_volume(combine_segments=True, skip_overlap_checks=True)
-    except Exception as exc:
-        raise UnsupportedInputError(
-            f"{path}: the DICOM-SEG frames do not form one regular volume ({exc})."
-        ) from None
-    if volume is None:
-        raise UnsupportedInputError(f"{path}: the DICOM-SEG holds no frames.")
-    import numpy as np
-
-    array = np.asarray(volume.array)
-    if array.ndim != 3:
-        raise UnsupportedInputError(f"{path}: the DICOM-SEG volume is not 3-D ({array.shape}).")
-    affine = np.asarray(volume.affine, dtype=float)  # (i, j, k) array index -> LPS
-    columns = affine[:3, :3]
-    spacing = np.linalg.norm(columns, axis=0)
-    dtype = np.uint16 if (not numbers or max(numbers) < 65536) else np.uint32
-    direction = columns[:, ::-1] / spacing[::-1]  # sitk x = k, y = j, z = i
-    origin = affine[:3, 3].copy()
-    if float(np.dot(direction[:, 2], np.cross(direction[:, 0], direction[:, 1]))) < 0:
-        # slices stored against the row x column normal: flip so z = row x col, as the reader does
-        origin = origin + direction[:, 2] * spacing[0] * (array.shape[0] - 1)
-        direction[:, 2] = -direction[:, 2]
-        array = array[::-1]
-    image = sitk.GetImageFromArray(
-        np.ascontiguousarray(array.astype(dtype))
-    )  # (i, j, k) as (z, y, x)
-    image.SetSpacing(tuple(float(v) for v in spacing[::-1]))
-    image.SetDirection(tuple(float(v) for v in direction.ravel()))
-    image.SetOrigin(tuple(float(v) for v in origin))
-    return image
+    return read_seg_labels(path)
