@@ -25,10 +25,10 @@ import numpy as np
 from breastai.errors import ParameterError, WeightsError
 from breastai.inference.runtimes import OnnxModel
 from breastai.inference.windowing import (
-    BLEND_MODES,
     Roi,
     accumulate,
     as_roi,
+    check_blend,
     crop_box,
     gaussian_weights,
 )
@@ -339,8 +339,7 @@ def sliding_window_features(
         raise ParameterError(
             f"time_mask has shape {tm.shape} for {n_slots} phase slots (skip slot {skip_slot})."
         )
-    if blend not in BLEND_MODES:
-        raise ParameterError(f"blend must be one of {BLEND_MODES}, got {blend!r}.")
+    check_blend(blend)
     if batch_size < 1:
         raise ParameterError(f"batch_size must be >= 1, got {batch_size}.")
     shape = vol.shape[-3:]

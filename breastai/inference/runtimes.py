@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from breastai.choices import Precision, Runtime, parse_choice, values
 from breastai.errors import DeviceUnavailableError, ParameterError, WeightsError
 from breastai.inference.windowing import Predict
 
@@ -47,9 +48,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: ``runtime`` values of :class:`OnnxModel`.
-RUNTIMES = ("auto", "onnxruntime", "openvino")
+RUNTIMES = values(Runtime)
 #: ``precision`` values of :class:`OnnxModel` (``bf16`` only with OpenVINO on the CPU).
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = values(Precision)
 #: :attr:`OnnxModel.provider` of a model running on OpenVINO's CPU plugin.
 OPENVINO_CPU = "OpenVINO:CPU"
 
@@ -83,21 +84,14 @@ def parse_device(device: str) -> tuple[str, int]:
     )
 
 
-def _choice(value: str, allowed: Sequence[str], option: str) -> str:
-    v = value.strip().lower()
-    if v not in allowed:
-        raise ParameterError(f"{option} must be one of {', '.join(allowed)}, got {value!r}.")
-    return v
-
-
-def parse_runtime(runtime: str) -> str:
+def parse_runtime(runtime: str | Runtime) -> str:
     """Check a ``runtime`` value (one of :data:`RUNTIMES`); ParameterError for anything else."""
-    return _choice(runtime, RUNTIMES, "--runtime")
+    return parse_choice(Runtime, runtime, "--runtime").value
 
 
-def parse_precision(precision: str) -> str:
+def parse_precision(precision: str | Precision) -> str:
     """Check a ``precision`` value (one of :data:`PRECISIONS`); ParameterError for anything else."""
-    return _choice(precision, PRECISIONS, "--precision")
+    return parse_choice(Precision, precision, "--precision").value
 
 
 def cpu_only_options(runtime: str, precision: str) -> str:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from breastai.choices import Blend, values
 from breastai.errors import ParameterError
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Roi",
     "accumulate",
     "as_roi",
+    "check_blend",
     "crop_box",
     "gaussian_weights",
     "iter_windows",
@@ -43,8 +45,8 @@ __all__ = [
     "window_starts",
 ]
 
-#: ``blend`` values of :func:`sliding_window` (see the module docstring).
-BLEND_MODES = ("vote", "mean", "gaussian")
+#: ``blend`` values of :func:`sliding_window` (see the module docstring): :class:`Blend`'s.
+BLEND_MODES = values(Blend)
 
 Predict = Callable[[np.ndarray], np.ndarray]
 #: A region of interest: ((z0, z1), (y0, y1), (x0, x1)) half-open voxel index ranges.
@@ -151,6 +153,12 @@ def iter_windows(
                 yield (z, y, x)
 
 
+def check_blend(blend: str | Blend) -> None:
+    """ParameterError unless ``blend`` is one of :data:`BLEND_MODES` (or a :class:`Blend`)."""
+    if blend not in BLEND_MODES:
+        raise ParameterError(f"blend must be one of {BLEND_MODES}, got {blend!r}.")
+
+
 def n_windows(
     shape_zyx: Sequence[int],
     patch_zyx: Sequence[int],
@@ -172,7 +180,7 @@ def accumulate(
     group: Sequence[tuple[int, int, int]],
     pred: np.ndarray,
     patch: Sequence[int],
-    blend: str,
+    blend: str | Blend,
     threshold: float,
     weight: np.ndarray | None,
     what: str,
@@ -204,7 +212,7 @@ def sliding_window(
     patch_zyx: Sequence[int],
     stride_zyx: Sequence[int],
     *,
-    blend: str = "vote",
+    blend: str | Blend = "vote",
     batch_size: int = 1,
     roi: Roi | Sequence[slice] | None = None,
     threshold: float = 0.5,
@@ -254,8 +262,7 @@ def sliding_window(
             "sliding_window expects a (C, z, y, x) or (S, C, z, y, x) volume, "
             f"got shape {vol.shape}."
         )
-    if blend not in BLEND_MODES:
-        raise ParameterError(f"blend must be one of {BLEND_MODES}, got {blend!r}.")
+    check_blend(blend)
     patch = tuple(int(p) for p in patch_zyx)
     stride = tuple(int(s) for s in stride_zyx)
     if len(patch) != 3 or len(stride) != 3 or min(patch) <= 0 or min(stride) <= 0:
