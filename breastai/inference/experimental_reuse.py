@@ -31,6 +31,7 @@ from breastai.inference.windowing import (
     check_blend,
     crop_box,
     gaussian_weights,
+    zero_outside,
 )
 
 __all__ = [
@@ -447,11 +448,7 @@ def sliding_window_features(
     out[z0:z1, y0:y1, x0:x1] = blended[
         z0 - elo[0] : z1 - elo[0], y0 - elo[1] : y1 - elo[1], x0 - elo[2] : x1 - elo[2]
     ]
-    if roi_box is not None:
-        keep = np.zeros(shape, dtype=bool)
-        (a0, a1), (c0, c1), (d0, d1) = roi_box
-        keep[a0:a1, c0:c1, d0:d1] = True
-        out[~keep] = 0.0
+    zero_outside(out, roi_box)
     return out
 
 

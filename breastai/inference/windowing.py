@@ -43,6 +43,7 @@ __all__ = [
     "n_windows",
     "sliding_window",
     "window_starts",
+    "zero_outside",
 ]
 
 #: ``blend`` values of :func:`sliding_window` (see the module docstring): :class:`Blend`'s.
@@ -157,6 +158,15 @@ def check_blend(blend: str | Blend) -> None:
     """ParameterError unless ``blend`` is one of :data:`BLEND_MODES` (or a :class:`Blend`)."""
     if blend not in BLEND_MODES:
         raise ParameterError(f"blend must be one of {BLEND_MODES}, got {blend!r}.")
+
+
+def zero_outside(out: np.ndarray, roi: Roi | None) -> None:
+    """Set ``out`` ``(z, y, x)`` to 0 outside ``roi`` (in place); nothing when ``roi`` is None."""
+    if roi is not None:
+        keep = np.zeros(out.shape, dtype=bool)
+        (a0, a1), (b0, b1), (c0, c1) = roi
+        keep[a0:a1, b0:b1, c0:c1] = True
+        out[~keep] = 0.0
 
 
 def n_windows(
@@ -307,9 +317,5 @@ def sliding_window(
         pads[2][0] : pads[2][0] + (x1 - x0),
     ]
     out[z0:z1, y0:y1, x0:x1] = blended
-    if roi_box is not None:
-        keep = np.zeros(shape, dtype=bool)
-        (a0, a1), (b0_, b1), (c0, c1) = roi_box
-        keep[a0:a1, b0_:b1, c0:c1] = True
-        out[~keep] = 0.0
+    zero_outside(out, roi_box)
     return out
