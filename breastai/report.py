@@ -51,6 +51,9 @@ Conventions (the numbers in every report depend on them; arrays follow the axis 
   volume counts lesion voxels whose own early enhancement at the first post-contrast phase is
   at least 70 % (the I-SPY convention; voxels with a non-positive pre-contrast signal are not
   counted).
+
+Masks on another grid are placed with :func:`breastai.geometry.align_to_grid`; the DICOM SR of a
+report is written by :func:`breastai.io.sr.write_sr` (re-exported here as ``write_sr``).
 """
 
 # SimpleITK's methods carry no type annotations.
