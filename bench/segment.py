@@ -697,12 +697,12 @@ def _reuse_trained_cases(work: Path, ckpt: Path, threads: int, n: int) -> list[s
     the same 16-aligned windows as reuse) vs reuse; Dice against the true tumor."""
     from breastai.inference import (
         OnnxModel,
-        _region,
         feature_grid,
         feature_predictors,
         sliding_window,
         sliding_window_features,
     )
+    from breastai.inference.experimental_reuse import region
     from breastai.phantom import PRESETS
     from breastai.training.export import load_trained_network
 
@@ -756,7 +756,7 @@ def _reuse_trained_cases(work: Path, ckpt: Path, threads: int, n: int) -> list[s
                 t2 = time.perf_counter()
         g = feature_grid(vol.shape[-3:], patch, stride, box)
         lo, hi = [a for a, _ in g.extent], [b for _, b in g.extent]
-        sub = _region(vol, lo, hi)
+        sub = region(vol, lo, hi)
         aligned = {}
         for blend in ("vote", "mean"):
             full_out = np.zeros(vol.shape[-3:], np.float32)

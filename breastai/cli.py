@@ -331,19 +331,24 @@ def info_command(
 
     from breastai.errors import AmbiguousStudyError as _Ambiguous
     from breastai.errors import NoDCESeriesError
-    from breastai.io import load_study, study_info
+    from breastai.io import index_study, load_study, study_info
 
     phase_times = _parse_times(times)
+    index = index_study(study_dir)  # one header pass, also for the series table after an error
     try:
         result = load_study(
-            study_dir, dce_series=tuple(dce_series or ()), study_uid=study, times=phase_times
+            study_dir,
+            dce_series=tuple(dce_series or ()),
+            study_uid=study,
+            times=phase_times,
+            index=index,
         )
     except (_Ambiguous, NoDCESeriesError):
         if not json_output and study_dir.is_dir():
             from breastai.io.dicom import list_series
 
             with contextlib.suppress(BreastAIError):
-                console.print(_series_table(list_series(study_dir, study_uid=study)))
+                console.print(_series_table(list_series(study_dir, study_uid=study, index=index)))
         raise
     info = study_info(result)
     if json_output:
@@ -395,28 +400,10 @@ def info_command(
 
 from enum import StrEnum  # noqa: E402
 
-
-class BlendChoice(StrEnum):
-    """Window blending modes (breastai.inference.BLEND_MODES)."""
-
-    VOTE = "vote"
-    MEAN = "mean"
-    GAUSSIAN = "gaussian"
-
-
-class RuntimeChoice(StrEnum):
-    """Inference runtimes (breastai.inference.RUNTIMES)."""
-
-    AUTO = "auto"
-    ONNXRUNTIME = "onnxruntime"
-    OPENVINO = "openvino"
-
-
-class PrecisionChoice(StrEnum):
-    """Inference precisions (breastai.inference.PRECISIONS)."""
-
-    FP32 = "fp32"
-    BF16 = "bf16"
+# the library's enums (breastai.choices), under the names the options use
+from breastai.choices import Blend as BlendChoice  # noqa: E402
+from breastai.choices import Precision as PrecisionChoice  # noqa: E402
+from breastai.choices import Runtime as RuntimeChoice  # noqa: E402
 
 
 def _segment_table(rows: list[Any]) -> Any:

@@ -46,8 +46,9 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from breastai.errors import InputError
+from breastai.geometry import align_to_grid
+from breastai.io import read_image
 from breastai.io.atomic import atomic_file
-from breastai.report import align_to_grid, read_mask
 
 __all__ = [
     "CSV_COLUMNS",
@@ -302,7 +303,7 @@ def union_on_grid(parts: Sequence[Path], gt: sitk.Image, label: int | None = Non
     """
     union = np.zeros(sitk.GetArrayViewFromImage(gt).shape, dtype=np.uint8)
     for path in parts:
-        mask = read_mask(path)
+        mask = read_image(path)
         fg = sitk.GetImageFromArray(_fg(mask, label).astype(np.uint8))
         fg.CopyInformation(mask)
         on_gt = sitk.Resample(fg, gt, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
@@ -355,7 +356,7 @@ def evaluate_paths(
             "(one file, one folder)."
         )
     if not gt.is_dir():
-        return [evaluate_case(read_mask(pred), read_mask(gt), case=_case_name(gt), **labels)], []
+        return [evaluate_case(read_image(pred), read_image(gt), case=_case_name(gt), **labels)], []
     pf, gf = _mask_files(pred), _mask_files(gt)
     common = sorted(set(pf) & set(gf))
     # split-bilateral outputs: truth tumor.nii.gz <- prediction tumor_R.nii.gz + tumor_L.nii.gz
@@ -391,11 +392,11 @@ def evaluate_paths(
     for name in common:
         rows.append(
             evaluate_case(
-                read_mask(pf[name]), read_mask(gf[name]), case=_case_name(gf[name]), **labels
+                read_image(pf[name]), read_image(gf[name]), case=_case_name(gf[name]), **labels
             )
         )
     for name, parts in split.items():
-        truth = read_mask(gf[name])
+        truth = read_image(gf[name])
         union = union_on_grid(parts, truth, pred_label if pred_label is not None else label)
         gt_only = {"gt_label": gt_label if gt_label is not None else label}
         rows.append(evaluate_case(union, truth, case=_case_name(gf[name]), **gt_only))

@@ -32,7 +32,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from breastai.errors import ParameterError
-from breastai.preprocess import same_grid
+from breastai.geometry import same_grid
 
 __all__ = [
     "DEFAULT_MIN_VOLUME_MM3",

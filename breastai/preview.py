@@ -20,8 +20,8 @@ from scipy import ndimage
 
 from breastai import RESEARCH_NOTICE
 from breastai.errors import ParameterError
+from breastai.geometry import resample_to_reference, same_grid
 from breastai.io.atomic import atomic_file
-from breastai.preprocess import resample_to_reference, same_grid
 
 __all__ = ["write_preview"]
 

@@ -51,6 +51,9 @@ Conventions (the numbers in every report depend on them; arrays follow the axis 
   volume counts lesion voxels whose own early enhancement at the first post-contrast phase is
   at least 70 % (the I-SPY convention; voxels with a non-positive pre-contrast signal are not
   counted).
+
+Masks on another grid are placed with :func:`breastai.geometry.align_to_grid`; the DICOM SR of a
+report is written by :func:`breastai.io.sr.write_sr` (re-exported here as ``write_sr``).
 """
 
 # SimpleITK's methods carry no type annotations.
@@ -74,14 +77,14 @@ from scipy.spatial import ConvexHull, QhullError
 
 from breastai import RESEARCH_NOTICE, __version__
 from breastai.errors import (
-    InconsistentGeometryError,
     InputError,
     OutputError,
     OutputExistsError,
     ParameterError,
 )
+from breastai.geometry import align_to_grid, resample_to_reference, same_grid
 from breastai.io.atomic import atomic_file
-from breastai.preprocess import resample_to_reference, same_grid
+from breastai.io.sr import write_sr
 from breastai.study import Study
 
 __all__ = [
@@ -98,6 +101,7 @@ __all__ = [
     "read_mask",
     "round_diameter_mm",
     "t_category",
+    "weights_entries",
     "write_report",
     "write_sr",
 ]
@@ -370,7 +374,7 @@ class LesionReport:
             "warnings": list(self.warnings),
         }
         if weights:
-            out["weights"] = _weights_list(weights)
+            out["weights"] = weights_entries(weights)
         if extra:
             clash = sorted(set(extra) & set(out))
             if clash:
@@ -439,7 +443,7 @@ class LesionReport:
             ]
         if weights:
             lines += ["## Weights", "", "| Model | sha256 | Demo |", "|---|---|---|"]
-            for w in _weights_list(weights):
+            for w in weights_entries(weights):
                 demo = (
                     "yes (synthetic phantom training, not for clinical use)"
                     if w.get("demo")
@@ -453,7 +457,7 @@ class LesionReport:
         return "\n".join(lines) + "\n"
 
 
-def _weights_list(weights: Mapping[str, Any]) -> list[dict[str, Any]]:
+def weights_entries(weights: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Accept one ``{name, sha256, demo}`` dict or a mapping of role -> such dicts."""
     if "sha256" in weights or "name" in weights:
         return [dict(weights)]
@@ -558,74 +562,6 @@ def _geometry(image: sitk.Image) -> tuple[FloatArray, FloatArray, FloatArray]:
     spacing = np.asarray(image.GetSpacing(), dtype=np.float64)
     direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
     return origin, spacing, direction
-
-
-def _same_lattice(a: sitk.Image, b: sitk.Image) -> bool:
-    """Same spacing and direction, and a's voxel centres fall on b's (a crop or pad of b)."""
-    if not (
-        np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=1e-4, atol=1e-5)
-        and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-4)
-    ):
-        return False
-    idx = np.asarray(b.TransformPhysicalPointToContinuousIndex(a.GetOrigin()))
-    return bool(np.allclose(idx, np.round(idx), atol=1e-3))
-
-
-def _extent_lps(image: sitk.Image) -> tuple[FloatArray, FloatArray]:
-    """Axis-aligned LPS bounding box of the image's voxels (outer faces)."""
-    size = image.GetSize()
-    corners = []
-    for cx in (-0.5, size[0] - 0.5):
-        for cy in (-0.5, size[1] - 0.5):
-            for cz in (-0.5, size[2] - 0.5):
-                corners.append(image.TransformContinuousIndexToPhysicalPoint((cx, cy, cz)))
-    pts = np.asarray(corners)
-    return pts.min(axis=0), pts.max(axis=0)
-
-
-def _overlap_fraction(a: sitk.Image, b: sitk.Image) -> float:
-    """Fraction of a's LPS bounding box that lies inside b's."""
-    lo_a, hi_a = _extent_lps(a)
-    lo_b, hi_b = _extent_lps(b)
-    inter = np.clip(np.minimum(hi_a, hi_b) - np.maximum(lo_a, lo_b), 0, None)
-    vol_a = float(np.prod(hi_a - lo_a))
-    return float(np.prod(inter)) / vol_a if vol_a > 0 else 0.0
-
-
-def align_to_grid(
-    image: sitk.Image, reference: sitk.Image, *, what: str, onto: str, warnings: list[str]
-) -> sitk.Image:
-    """Resample a label image onto ``reference`` with nearest neighbour, refusing disjoint grids."""
-    if same_grid(image, reference):
-        return image
-    for key in ("0020|0052",):  # FrameOfReferenceUID, when both images carry it
-        if (
-            image.HasMetaDataKey(key)
-            and reference.HasMetaDataKey(key)
-            and image.GetMetaData(key).strip() != reference.GetMetaData(key).strip()
-        ):
-            raise InconsistentGeometryError(
-                f"The {what} and the {onto} have different frames of reference; they cannot be "
-                "compared. Use a mask made on this study."
-            )
-    if _overlap_fraction(image, reference) <= 0.0:
-        raise InconsistentGeometryError(
-            f"The {what} and the {onto} do not overlap in patient space (LPS); they belong to "
-            "different studies or frames of reference. Use a mask made on this study."
-        )
-    if _same_lattice(image, reference):
-        # e.g. a DICOM-SEG that stores only the slices with content: an exact re-placement
-        log.info("the %s lies on the %s's voxel lattice; placed without interpolation", what, onto)
-    else:
-        msg = (
-            f"The {what}'s grid differs from the {onto}'s; it was resampled onto the {onto} "
-            "grid with nearest neighbour."
-        )
-        log.warning(msg)
-        warnings.append(msg)
-    return sitk.Resample(
-        image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, image.GetPixelID()
-    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1189,157 +1125,3 @@ def write_report(
             f"Could not write the report to {str(out_dir)!r}: {exc.strerror or exc}."
         ) from None
     return targets
-
-
-# ------------------------------------------------------------------------------------------------
-# DICOM SR (TID 1500 measurement report)
-# ------------------------------------------------------------------------------------------------
-
-SR_SERIES_DESCRIPTION = "breastai lesions - research use only, not a medical device"
-
-
-def write_sr(
-    report: LesionReport,
-    study: Study,
-    path: Path,
-    *,
-    weights: Mapping[str, Any] | None = None,
-    series_number: int = 9902,
-    force: bool = False,
-) -> Path:
-    """Write the lesion measurements as a DICOM Comprehensive 3-D SR (TID 1500, highdicom).
-
-    One measurement group per lesion (tracking identifier "lesion N", finding site breast with
-    laterality): longest 3-D diameter (Long axis, mm), longest in-plane diameter (Diameter, mm)
-    and volume (mL); the size-based T category as a qualitative evaluation in the private
-    coding scheme ``99BREASTAI``. The evidence is the reference phase's source instances. The
-    series description carries the research-use notice; the algorithm identification names
-    breastai and the weights.
-
-    Parameters
-    ----------
-    report:
-        The measurements (from a mask on the study's grid).
-    study:
-        The DICOM study the mask belongs to (its reference phase needs source files).
-    path:
-        Output file (written atomically).
-    weights:
-        As for :func:`write_report`; named in the algorithm identification.
-    series_number:
-        SeriesNumber of the SR.
-    force:
-        Replace an existing file.
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    InputError
-        When the study has no DICOM source files.
-    OutputExistsError, OutputError
-        When the file exists (without ``force``) or cannot be written.
-    """
-    import highdicom as hd
-    import pydicom
-    from pydicom.sr.codedict import codes
-    from pydicom.uid import generate_uid
-
-    path = Path(path)
-    if path.exists() and not force:
-        raise OutputExistsError(f"{str(path)!r} already exists; pass --force to replace it.")
-    sources = list(study.reference.source_files)
-    if study.kind != "dicom" or not sources:
-        raise InputError(
-            "A DICOM SR needs a DICOM study with source files; this study was read from "
-            f"{study.kind!r} input. Write report.json/report.md instead."
-        )
-    evidence = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in dict.fromkeys(sources)]
-    wlist = _weights_list(weights) if weights else []
-    names = [str(w.get("name", "")) for w in wlist]
-    version = __version__ + (f" ({', '.join(names)})" if names else "")
-    # name, sha256 and demo flag of every model, in full (the version string is LO, 64 chars)
-    parameters = [
-        f"{w.get('task', 'weights')}: {w.get('name', '')} sha256 {w.get('sha256', '')}"
-        + (" (DEMO weights trained on synthetic phantoms)" if w.get("demo") else "")
-        for w in wlist
-    ]
-    algorithm = hd.sr.AlgorithmIdentification(
-        name="breastai", version=version[:64], parameters=parameters or None
-    )
-    device = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(), name="breastai", model_name=f"breastai {__version__}"[:64]
-        ),
-    )
-    groups = []
-    mm = codes.UCUM.Millimeter
-    ml = hd.sr.CodedConcept(value="mL", scheme_designator="UCUM", meaning="milliliter")
-    t_name = hd.sr.CodedConcept(
-        value="T-SIZE", scheme_designator="99BREASTAI", meaning="AJCC T category by size"
-    )
-    for les in report.lesions:
-        side = codes.SCT.Left if les.laterality == "left" else codes.SCT.Right
-        site = hd.sr.FindingSite(anatomic_location=codes.SCT.Breast, laterality=side)
-        measurements = [
-            hd.sr.Measurement(
-                name=codes.SCT.LongAxis, value=round(les.longest_diameter_mm, 2), unit=mm
-            ),
-            hd.sr.Measurement(
-                name=codes.SCT.Diameter, value=round(les.longest_in_plane_diameter_mm, 2), unit=mm
-            ),
-            hd.sr.Measurement(name=codes.SCT.Volume, value=round(les.volume_ml, 4), unit=ml),
-        ]
-        evaluations = []
-        if les.index == 1:
-            value = hd.sr.CodedConcept(
-                value=report.t_category, scheme_designator="99BREASTAI", meaning=report.t_category
-            )
-            evaluations.append(hd.sr.QualitativeEvaluation(name=t_name, value=value))
-        groups.append(
-            hd.sr.MeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(
-                    uid=generate_uid(), identifier=f"lesion {les.index}"
-                ),
-                finding_type=codes.SCT.Lesion,
-                finding_sites=[site],
-                algorithm_id=algorithm,
-                measurements=measurements,
-                qualitative_evaluations=evaluations or None,
-            )
-        )
-    if not groups:  # TID 1500 needs one group: say "no lesion", T category "none"
-        value = hd.sr.CodedConcept(
-            value=report.t_category, scheme_designator="99BREASTAI", meaning=report.t_category
-        )
-        groups.append(
-            hd.sr.MeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(
-                    uid=generate_uid(), identifier="no lesion found"
-                ),
-                finding_type=codes.SCT.Breast,
-                algorithm_id=algorithm,
-                qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=t_name, value=value)],
-            )
-        )
-    content = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_device_context=device),
-        procedure_reported=codes.LN.BreastBilateralMrWoAndWContrastIv,
-        imaging_measurements=groups or None,
-    )
-    sr = hd.sr.Comprehensive3DSR(
-        evidence=evidence,
-        content=content[0],
-        series_instance_uid=generate_uid(),
-        series_number=series_number,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer="breastai",
-        series_description=SR_SERIES_DESCRIPTION,
-    )
-    with atomic_file(path, force=force) as tmp:
-        sr.save_as(tmp)
-    return path

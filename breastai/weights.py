@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from breastai.choices import Blend, Normalisation, values
 from breastai.errors import (
     ChecksumMismatchError,
     OutputError,
@@ -89,8 +90,8 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 TASKS = ("breast", "tumor")
-NORMALISATIONS = ("seed", "p1p99-minmax")
-BLENDINGS = ("vote", "mean", "gaussian")
+NORMALISATIONS = values(Normalisation)  # breastai.choices
+BLENDINGS = values(Blend)
 PLACEHOLDER_SHA256 = "0" * 64
 BUNDLE_WEIGHTS_FILE = "weights.toml"
 """Name of the weights.toml fragment at the root of a bundle (see :func:`export_bundle`)."""

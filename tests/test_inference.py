@@ -14,7 +14,6 @@ from breastai.inference import (
     OPENVINO_CPU,
     DeviceUnavailableError,
     OnnxModel,
-    _Session,
     gaussian_weights,
     n_windows,
     openvino_available,
@@ -25,6 +24,7 @@ from breastai.inference import (
     sliding_window,
     window_starts,
 )
+from breastai.inference.runtimes import _Session
 
 #: Every CPU runtime this checkout can run (OpenVINO is the optional ``openvino`` extra).
 CPU_RUNTIMES = [
@@ -290,7 +290,7 @@ def test_cpu_only_runtime_with_cuda_is_a_usage_error(models: dict[str, Path]) ->
 def test_without_openvino_auto_uses_onnxruntime_and_openvino_is_a_clear_error(
     models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("breastai.inference.openvino_available", lambda: False)
+    monkeypatch.setattr("breastai.inference.runtimes.openvino_available", lambda: False)
     assert OnnxModel(models["breast"], device="cpu").provider == "CPUExecutionProvider"
     for kw in ({"runtime": "openvino"}, {"precision": "bf16"}):
         with pytest.raises(DeviceUnavailableError, match=r"breastai\[openvino\]") as info:
@@ -303,7 +303,7 @@ def test_auto_device_with_bf16_runs_on_the_cpu_with_a_notice(
     models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        "breastai.inference._openvino_cpu_capabilities", lambda core: ["FP32", "BF16"]
+        "breastai.inference.runtimes._openvino_cpu_capabilities", lambda core: ["FP32", "BF16"]
     )
     m = OnnxModel(models["breast"], device="auto", precision="bf16")
     assert m.provider == OPENVINO_CPU and m.precision == "bf16" and m.device == "cpu"
@@ -314,7 +314,9 @@ def test_auto_device_with_bf16_runs_on_the_cpu_with_a_notice(
 def test_bf16_on_a_cpu_without_bfloat16_is_a_clear_error(
     models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("breastai.inference._openvino_cpu_capabilities", lambda core: ["FP32"])
+    monkeypatch.setattr(
+        "breastai.inference.runtimes._openvino_cpu_capabilities", lambda core: ["FP32"]
+    )
     with pytest.raises(DeviceUnavailableError, match="--precision fp32") as info:
         OnnxModel(models["breast"], device="cpu", precision="bf16")
     assert "bfloat16" in str(info.value)

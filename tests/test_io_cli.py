@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from dicom_factory import make_study
 from typer.testing import CliRunner
 
@@ -53,6 +55,29 @@ def test_info_ambiguous_exit_1_with_hint(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
     ok = runner.invoke(app, ["info", str(tmp_path), "--json", "--dce-series", a.series_uids[0]])
     assert ok.exit_code == 0 and len(json.loads(ok.stdout)["phases"]) == 3
+
+
+def test_info_ambiguous_reads_the_headers_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an ambiguous study, the series table reuses the header index of the failed read."""
+    from breastai.io import dicom, dicom_index
+
+    a = make_study(tmp_path / "a", n_phases=3, tag="a")
+    make_study(tmp_path / "b", n_phases=3, tag="b", study_uid=a.study_uid, origin=(0, 0, 0))
+    calls: list[Path] = []
+    real = dicom_index.index_folder
+
+    def counting(path: Path, **kwargs: Any) -> Any:
+        calls.append(Path(path))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(dicom_index, "index_folder", counting)
+    monkeypatch.setattr(dicom, "index_folder", counting)
+    result = runner.invoke(app, ["info", str(tmp_path)], terminal_width=300)
+    assert result.exit_code == 1
+    assert "candidate #1" in result.stdout  # the series table was printed
+    assert calls == [tmp_path]
 
 
 def test_info_bad_input_one_line(tmp_path: Path) -> None:

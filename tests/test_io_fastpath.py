@@ -22,8 +22,7 @@ from dicom_factory import make_study, rewrite
 from pydicom.dataset import Dataset
 from pydicom.uid import ImplicitVRLittleEndian
 
-from breastai.io import dicom as reader
-from breastai.io import dicom_index, load_study
+from breastai.io import dicom_index, dicom_pixels, load_study
 
 
 def _slow_records(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[dict], str]:
@@ -114,9 +113,9 @@ def test_writable_view_and_copy_paths_agree(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     truth = make_study(tmp_path, n_phases=3, shape_zyx=(20, 24, 16), slopes=[1.0, 2.0, 0.5])
-    assert reader._writable_views()  # the in-place path is what this SimpleITK build takes
+    assert dicom_pixels.writable_views()  # the in-place path is what this SimpleITK build takes
     fast = load_study(tmp_path)
-    monkeypatch.setattr(reader, "_WRITABLE_VIEWS", False)
+    monkeypatch.setattr(dicom_pixels, "_WRITABLE_VIEWS", False)
     slow = load_study(tmp_path)
     for a, b, expected in zip(fast.phases, slow.phases, truth.arrays, strict=True):
         np.testing.assert_array_equal(sitk.GetArrayFromImage(a.image), expected)
@@ -132,8 +131,10 @@ def test_pixels_not_last_element_read_by_pydicom(tmp_path: Path) -> None:
     path = truth.files[1][2]
     rewrite(path, lambda d: d.add_new(0xFFFCFFFC, "OB", b"\x00" * 64))
     rec = next(r for r in dicom_index.index_folder(tmp_path).records if r.path == path)
-    layout = reader._PixelReader._tail_layout(rec)
+    layout = dicom_pixels.PixelReader._tail_layout(rec)
     assert layout is not None
-    assert not reader._PixelReader._tail_into(rec, bytearray(layout[0] + layout[1]), *layout[:2])
+    assert not dicom_pixels.PixelReader._tail_into(
+        rec, bytearray(layout[0] + layout[1]), *layout[:2]
+    )
     study = load_study(tmp_path)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(study.phases[1].image), truth.arrays[1])

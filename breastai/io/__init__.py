@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import SimpleITK as sitk
 
@@ -20,9 +20,13 @@ from breastai.errors import InputError, ParameterError, UnsupportedInputError
 from breastai.io.nifti import IMAGE_SUFFIXES, find_phase_files, read_nifti_study, write_image
 from breastai.study import Study
 
+if TYPE_CHECKING:
+    from breastai.io.dicom_index import SeriesIndex
+
 __all__ = [
     "INFO_SCHEMA",
     "TIMING_KEYS",
+    "index_study",
     "load_study",
     "read_image",
     "study_info",
@@ -54,12 +58,38 @@ def _is_image_file(path: Path) -> bool:
     return any(path.name.lower().endswith(s) for s in IMAGE_SUFFIXES)
 
 
+def _is_nifti_input(path: Path) -> bool:
+    """A NIfTI/NRRD/MHA file, or a folder of per-phase image files (else: DICOM)."""
+    if path.is_file() and _is_image_file(path):
+        return True
+    return path.is_dir() and bool(find_phase_files(path)[0])
+
+
+def index_study(path: Path, *, workers: int | None = None) -> SeriesIndex | None:
+    """The DICOM header index of a study path that :func:`load_study` would read as DICOM, to
+    pass to :func:`load_study` and :func:`breastai.io.dicom.list_series` (one header pass for
+    both); None for a missing path or NIfTI input.
+
+    Raises
+    ------
+    InputError
+        As the header pass of :func:`load_study` (e.g. a folder without DICOM files).
+    """
+    path = Path(path)
+    if not path.exists() or _is_nifti_input(path):
+        return None
+    from breastai.io.dicom_index import index_folder
+
+    return index_folder(path, workers=workers)
+
+
 def load_study(
     path: Path,
     *,
     dce_series: Sequence[str] = (),
     study_uid: str | None = None,
     times: Sequence[float] | None = None,
+    index: SeriesIndex | None = None,
     **options: Any,
 ) -> Study:
     """Load a DCE study: a DICOM folder, a folder of per-phase NIfTI files, or a 4-D NIfTI.
@@ -76,6 +106,8 @@ def load_study(
     times:
         Phase times in seconds (required for meaningful times with NIfTI input; overrides the
         DICOM clocks).
+    index:
+        DICOM only: the header index of ``path`` already computed (:func:`index_study`).
     **options:
         DICOM reader options (:class:`breastai.io.dicom.ReaderOptions`): ``te_max_ms``,
         ``min_phase_interval_s``, ``tie_s``, ``keep_all_pre``, ``drop_incomplete_last``,
@@ -102,12 +134,8 @@ def load_study(
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist; expected a study folder or a 4-D NIfTI file.")
-    if path.is_file() and _is_image_file(path):
+    if _is_nifti_input(path):
         return read_nifti_study(path, times=times)
-    if path.is_dir():
-        files, _ = find_phase_files(path)
-        if files:
-            return read_nifti_study(path, times=times)
     from breastai.io.dicom import ReaderOptions, read_dicom_study
 
     return read_dicom_study(
@@ -116,6 +144,7 @@ def load_study(
         study_uid=study_uid,
         times=times,
         options=ReaderOptions(**options),
+        index=index,
     )
 
 
@@ -195,47 +224,6 @@ def read_image(path: Path) -> sitk.Image:
         raise UnsupportedInputError(
             f"{path} is neither NIfTI/NRRD/MHA nor DICOM; expected a mask image or a DICOM-SEG."
         )
-    return _read_seg(path)
+    from breastai.io.seg import read_seg_labels
 
-
-def _read_seg(path: Path) -> sitk.Image:
-    import highdicom as hd
-
-    try:
-        seg = hd.seg.segread(str(path))
-    except Exception as exc:
-        raise UnsupportedInputError(
-            f"{path} is DICOM but not a readable DICOM-SEG ({type(exc).__name__}: {exc})."
-        ) from None
-    numbers = list(seg.segment_numbers)
-    try:
-        volume = seg.get_volume(combine_segments=True, skip_overlap_checks=True)
-    except Exception as exc:
-        raise UnsupportedInputError(
-            f"{path}: the DICOM-SEG frames do not form one regular volume ({exc})."
-        ) from None
-    if volume is None:
-        raise UnsupportedInputError(f"{path}: the DICOM-SEG holds no frames.")
-    import numpy as np
-
-    array = np.asarray(volume.array)
-    if array.ndim != 3:
-        raise UnsupportedInputError(f"{path}: the DICOM-SEG volume is not 3-D ({array.shape}).")
-    affine = np.asarray(volume.affine, dtype=float)  # (i, j, k) array index -> LPS
-    columns = affine[:3, :3]
-    spacing = np.linalg.norm(columns, axis=0)
-    dtype = np.uint16 if (not numbers or max(numbers) < 65536) else np.uint32
-    direction = columns[:, ::-1] / spacing[::-1]  # sitk x = k, y = j, z = i
-    origin = affine[:3, 3].copy()
-    if float(np.dot(direction[:, 2], np.cross(direction[:, 0], direction[:, 1]))) < 0:
-        # slices stored against the row x column normal: flip so z = row x col, as the reader does
-        origin = origin + direction[:, 2] * spacing[0] * (array.shape[0] - 1)
-        direction[:, 2] = -direction[:, 2]
-        array = array[::-1]
-    image = sitk.GetImageFromArray(
-        np.ascontiguousarray(array.astype(dtype))
-    )  # (i, j, k) as (z, y, x)
-    image.SetSpacing(tuple(float(v) for v in spacing[::-1]))
-    image.SetDirection(tuple(float(v) for v in direction.ravel()))
-    image.SetOrigin(tuple(float(v) for v in origin))
-    return image
+    return read_seg_labels(path)

@@ -6,10 +6,11 @@ dicom-rules.md §1 is the specification. Tags propose, geometry decides:
 2. :mod:`breastai.io.dicom_select` excludes non-DCE series and scores the candidates.
 3. :func:`read_dicom_study` assembles the winner across series (split series, pre + post,
    split bilateral), tries the ranked phase keys (§1.4) and accepts the first whose groups pass
-   every per-phase invariant (§1.5), orders the phases by their clock (§1.6), reads the pixels
-   of each phase in sorted order and builds one float32 ``SimpleITK.Image`` per phase with its
-   LPS origin, spacing and direction set explicitly. A series reader is never pointed at a
-   multi-phase series.
+   every per-phase invariant (§1.5; :mod:`breastai.io.dicom_stack`), orders the phases by their
+   clock (§1.6), reads the pixels
+   of each phase in sorted order (:mod:`breastai.io.dicom_pixels`) and builds one float32
+   ``SimpleITK.Image`` per phase with its LPS origin, spacing and direction set explicitly. A
+   series reader is never pointed at a multi-phase series.
 
 Every decision goes to the :class:`~breastai.study.DecisionLog`; whatever cannot be assembled
 without guessing raises an :class:`~breastai.errors.InputError` subclass with one sentence.
@@ -20,25 +21,17 @@ without guessing raises an :class:`~breastai.errors.InputError` subclass with on
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import itertools
 import logging
 import math
-import os
-import threading
-import warnings
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
 import SimpleITK as sitk
-from pydicom.dataset import Dataset
 
 from breastai.errors import (
     AmbiguousStudyError,
@@ -46,15 +39,26 @@ from breastai.errors import (
     InputError,
     NoDCESeriesError,
     ParameterError,
-    UnsupportedInputError,
 )
 from breastai.io.dicom_index import DURATION_SOURCES, FrameRecord, SeriesIndex, index_folder
+from breastai.io.dicom_pixels import PixelReader, check_decoder
 from breastai.io.dicom_select import (
     Candidate,
     Unit,
     build_units,
     exclusion_reason,
     score_candidates,
+)
+from breastai.io.dicom_stack import (
+    Assembly,
+    Group,
+    ReaderOptions,
+    assemble_stack,
+    build_image,
+    check_spacing,
+    orthonormal,
+    slice_position,
+    slice_positions,
 )
 from breastai.io.dicom_validate import (
     check_phase_rescale,
@@ -76,889 +80,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_DECODER_PACKAGES = {
-    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.70": "pylibjpeg-libjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.80": "pylibjpeg-libjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.81": "pylibjpeg-libjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg or python-gdcm",
-    "1.2.840.10008.1.2.4.201": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.202": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.5": "pylibjpeg-rle (or numpy only)",
-}
-_UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99"}
-
-
-@dataclass(frozen=True)
-class ReaderOptions:
-    """Options of :func:`read_dicom_study` (documented defaults).
-
-    Attributes
-    ----------
-    te_max_ms:
-        Series with a longer echo time are not T1-weighted DCE (§1.1 rule 4).
-    min_phase_interval_s:
-        A clock is accepted only if it spans at least ``(phases - 1) * min_phase_interval_s``.
-    tie_s:
-        Phase start times closer than this count as ties (the clock is rejected).
-    keep_all_pre:
-        Keep every pre-contrast acquisition instead of only the last one (§1.3).
-    drop_incomplete_last:
-        Drop an incomplete last phase with a warning (True) or refuse (False).
-    workers:
-        Processes for the header pass (None: automatic).
-    """
-
-    te_max_ms: float = 20.0
-    min_phase_interval_s: float = 5.0
-    tie_s: float = 2.0
-    keep_all_pre: bool = False
-    drop_incomplete_last: bool = True
-    workers: int | None = None
-
-
-class _KeyRejected(Exception):
-    """A grouping key failed an invariant that a better key may satisfy."""
-
-
-@dataclass
-class _Group:
-    """Frames of one phase (one stack), sorted along the slice normal."""
-
-    key: Hashable
-    frames: list[FrameRecord]
-    s: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    time: float | None = None
-
-
-@dataclass
-class _Assembly:
-    groups: list[_Group]
-    key_name: str
-    clock: str
-    spacing: float
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------------------------
-# pixels
-
-
-class _PixelReader:
-    """Reads stored pixel data of frames, caching multi-frame files and slice hashes."""
-
-    def __init__(self) -> None:
-        self._multi: dict[Path, np.ndarray] = {}
-        self._hash: dict[tuple[Path, int], int] = {}
-        self._local = threading.local()
-        self._lock = threading.Lock()
-
-    def clear(self) -> None:
-        self._multi.clear()
-
-    @staticmethod
-    def _decode(path: Path) -> np.ndarray:
-        try:
-            ds = pydicom.dcmread(path)
-        except Exception as exc:
-            raise InputError(
-                f"Could not read the pixel data of {path} ({type(exc).__name__}: {exc}); "
-                "the file is damaged: remove it or re-export the study."
-            ) from None
-        return _pixels(ds, path)
-
-    @staticmethod
-    def _tail_layout(rec: FrameRecord) -> tuple[int, int, np.dtype[Any]] | None:
-        """(pixel bytes, element header bytes, dtype) of an uncompressed little-endian
-        single-frame file whose pixel data can be read from the end of the file; None: use
-        pydicom."""
-        if rec.transfer_syntax not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"):
-            return None
-        if rec.bits_allocated not in (8, 16, 32) or rec.samples_per_pixel != 1:
-            return None
-        if rec.rows <= 0 or rec.cols <= 0:
-            return None
-        nbytes = rec.rows * rec.cols * (rec.bits_allocated // 8)
-        head_len = 12 if rec.transfer_syntax == "1.2.840.10008.1.2.1" else 8
-        kind = "i" if rec.signed else "u"
-        return nbytes, head_len, np.dtype(f"<{kind}{rec.bits_allocated // 8}")
-
-    @staticmethod
-    def _tail_into(rec: FrameRecord, buf: bytearray, nbytes: int, head_len: int) -> bool:
-        """Read the PixelData element header and value, which end the file, into ``buf``
-        (``head_len + nbytes`` bytes); True only after checking the element header (tag, VR
-        and length) in front of the pixel bytes."""
-        try:
-            with open(rec.path, "rb", buffering=0) as fh:
-                size = fh.seek(0, os.SEEK_END)
-                if size < nbytes + head_len + 132:
-                    return False
-                fh.seek(size - nbytes - head_len)
-                if fh.readinto(buf) != nbytes + head_len:
-                    return False
-        except OSError:
-            return False
-        if buf[:4] != b"\xe0\x7f\x10\x00":
-            return False
-        if head_len == 12 and (bytes(buf[4:6]) not in (b"OW", b"OB") or buf[6:8] != b"\x00\x00"):
-            return False
-        return int.from_bytes(buf[head_len - 4 : head_len], "little") == nbytes
-
-    def _tail(self, rec: FrameRecord) -> np.ndarray | None:
-        """Fast path for uncompressed little-endian single-frame files whose last element is the
-        pixel data: read the pixel bytes straight from the end of the file after checking the
-        PixelData element header in front of them (tag, VR and length). None: use pydicom."""
-        layout = self._tail_layout(rec)
-        if layout is None:
-            return None
-        nbytes, head_len, dtype = layout
-        buf = bytearray(nbytes + head_len)
-        if not self._tail_into(rec, buf, nbytes, head_len):
-            return None
-        return np.frombuffer(buf, dtype=dtype, offset=head_len).reshape(rec.rows, rec.cols)
-
-    def frame_into(self, rec: FrameRecord, out: np.ndarray) -> None:
-        """Write the frame's rescaled values (stored x slope + intercept) into ``out`` (float32,
-        rows x cols). Uncompressed files are read into a per-thread buffer, nothing else is
-        allocated."""
-        layout = self._tail_layout(rec) if rec.frame == 0 else None
-        arr: np.ndarray | None = None
-        if layout is not None:
-            nbytes, head_len, dtype = layout
-            buf = getattr(self._local, "buf", None)
-            if buf is None or len(buf) != nbytes + head_len:
-                buf = bytearray(nbytes + head_len)
-                self._local.buf = buf
-            if self._tail_into(rec, buf, nbytes, head_len):
-                arr = np.frombuffer(buf, dtype=dtype, offset=head_len).reshape(rec.rows, rec.cols)
-        if arr is None:
-            arr = self.frame(rec)
-        if arr.shape != out.shape:
-            raise InconsistentGeometryError(
-                f"{rec.path}: pixel data is {arr.shape}, expected {out.shape}."
-            )
-        if rec.slope == 1.0 and not rec.intercept:
-            np.copyto(out, arr, casting="unsafe")
-        else:
-            np.multiply(arr, np.float32(rec.slope), out=out, casting="unsafe")
-            if rec.intercept:
-                out += np.float32(rec.intercept)
-
-    def frame(self, rec: FrameRecord) -> np.ndarray:
-        if rec.frame == 0:
-            fast = self._tail(rec)
-            if fast is not None:
-                return fast
-            arr = self._decode(rec.path)
-            return arr[0] if arr.ndim == 3 else arr
-        with self._lock:  # one decode per multi-frame file, also with several threads
-            cached = self._multi.get(rec.path)
-            if cached is None:
-                cached = self._decode(rec.path)
-                if cached.ndim == 2:
-                    cached = cached[None]
-                self._multi[rec.path] = cached
-        arr = cached
-        if rec.frame > arr.shape[0]:
-            raise InputError(
-                f"{rec.path} declares frame {rec.frame} but holds {arr.shape[0]} frames; "
-                "the file is truncated: re-export the study."
-            )
-        frame: np.ndarray = arr[rec.frame - 1]
-        return frame
-
-    def digest(self, rec: FrameRecord) -> int:
-        key = (rec.path, rec.frame)
-        if key not in self._hash:
-            self._hash[key] = hash(self.frame(rec).tobytes())
-        return self._hash[key]
-
-
-def _pixels(ds: Dataset, path: Path) -> np.ndarray:
-    """Stored values of a dataset's pixel data; one clear error for truncation or decoders."""
-    if "PixelData" not in ds:
-        raise InputError(f"{path} has no pixel data; re-export the study with images.")
-    meta = getattr(ds, "file_meta", None)
-    try:
-        ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        bits = int(ds.get("BitsAllocated", 16))
-        signed = int(ds.get("PixelRepresentation", 0)) == 1
-    except Exception as exc:  # values the header pass read differently (damaged file)
-        raise InputError(
-            f"{path.name}: the pixel description (Rows, Columns, NumberOfFrames, BitsAllocated, "
-            f"PixelRepresentation) cannot be read ({type(exc).__name__}); the file is damaged: "
-            "remove it or re-export the study."
-        ) from None
-    if ts in _UNCOMPRESSED and ts != "1.2.840.10008.1.2.1.99" and bits in (8, 16, 32):
-        dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}").newbyteorder("<")
-        raw = ds.PixelData
-        expected = rows * cols * frames * (bits // 8)
-        if len(raw) < expected:
-            raise InputError(
-                f"{path} has truncated pixel data ({len(raw)} of {expected} bytes); "
-                "the file is damaged: remove it or re-export the study."
-            )
-        if len(raw) > expected + 1:  # one pad byte is allowed
-            raise InputError(
-                f"{path.name}: PixelData (7FE0,0010) holds {len(raw)} bytes but Rows x Columns x "
-                f"BitsAllocated/8 = {rows} x {cols} x {bits // 8} = {expected}; the header does "
-                "not describe the pixel data: fix the header or re-export the study."
-            )
-        arr = np.frombuffer(raw, dtype=dtype, count=rows * cols * frames)
-        return arr.reshape(frames, rows, cols) if frames > 1 else arr.reshape(rows, cols)
-    check_decoder(ts)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return np.asarray(ds.pixel_array)
-    except (ValueError, EOFError, AttributeError, KeyError, TypeError) as exc:
-        raise InputError(
-            f"{path} has truncated or damaged pixel data ({exc}); remove it or re-export the study."
-        ) from None
-    except (NotImplementedError, RuntimeError) as exc:
-        raise UnsupportedInputError(
-            f"{path}: pixel data in transfer syntax {ts} could not be decoded ({exc}); "
-            f"install {_DECODER_PACKAGES.get(ts, 'a pydicom pixel data plugin')}."
-        ) from None
-
-
-def check_decoder(ts: str) -> None:
-    """Raise UnsupportedInputError naming the transfer syntax and the package that decodes it."""
-    if not ts or ts in _UNCOMPRESSED:
-        return
-    from pydicom.pixels.decoders.base import get_decoder
-
-    try:
-        name = pydicom.uid.UID(ts).name
-    except Exception:
-        name = ts
-    try:
-        decoder = get_decoder(ts)
-    except NotImplementedError:
-        raise UnsupportedInputError(
-            f"The study uses transfer syntax {ts} ({name}), which breastai cannot decode; "
-            "re-export it uncompressed or as JPEG Lossless / JPEG 2000."
-        ) from None
-    if not decoder.is_available:
-        raise UnsupportedInputError(
-            f"The study uses transfer syntax {ts} ({name}) but no decoder is installed; "
-            f"install {_DECODER_PACKAGES.get(ts, 'a pydicom pixel data plugin')}."
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# geometry
-
-
-def _orthonormal(iop: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    row = np.asarray(iop[:3], dtype=float)
-    col = np.asarray(iop[3:6], dtype=float)
-    nr, nc = float(np.linalg.norm(row)), float(np.linalg.norm(col))
-    if abs(nr - 1) > 1e-2 or abs(nc - 1) > 1e-2 or abs(float(np.dot(row, col))) > 1e-2:
-        raise InconsistentGeometryError(
-            f"ImageOrientationPatient {list(iop)} is not two orthogonal unit vectors; "
-            "the headers are damaged."
-        )
-    row = row / nr
-    col = col - np.dot(col, row) * row
-    col = col / float(np.linalg.norm(col))
-    return row, col, np.cross(row, col)
-
-
-def _pos(n: np.ndarray, f: FrameRecord) -> float:
-    """Position of a frame along the slice normal (s = n . IPP); frames here always have IPP."""
-    return float(np.dot(n, f.ipp)) if f.ipp is not None else math.nan
-
-
-def _positions(frames: Sequence[FrameRecord], n: np.ndarray) -> np.ndarray:
-    return np.asarray([_pos(n, f) for f in frames if f.ipp is not None])
-
-
-def _check_spacing(s: np.ndarray, label: str) -> float:
-    """Median slice spacing of sorted positions; raise on missing slices or irregular spacing."""
-    if len(s) < 2:
-        return 0.0
-    ds = np.diff(s)
-    med = float(np.median(ds))
-    if med <= 0:
-        raise InconsistentGeometryError(f"{label}: slices do not advance along the normal.")
-    tol = max(0.01 * med, 0.05)
-    bad = np.flatnonzero(np.abs(ds - med) > tol)
-    if bad.size == 0:
-        return med
-    ratios = ds[bad] / med
-    if np.all(np.abs(ratios - np.round(ratios)) * med <= tol) and np.all(np.round(ratios) >= 2):
-        where = ", ".join(
-            f"after slice index {int(i)} (s={s[i]:.2f} mm, gap {ds[i]:.2f} mm)" for i in bad[:5]
-        )
-        missing = int(np.sum(np.round(ratios) - 1))
-        raise InconsistentGeometryError(
-            f"{label}: {missing} slice(s) missing {where} where the spacing is {med:.3f} mm; "
-            "re-export the complete series (breastai does not guess missing slices)."
-        )
-    raise InconsistentGeometryError(
-        f"{label}: slice spacing is not uniform (median {med:.3f} mm, found "
-        f"{float(ds.min()):.3f}-{float(ds.max()):.3f} mm at slice index {int(bad[0])}); "
-        "resample the series to a regular grid first."
-    )
-
-
-def _check_tilt(frames: Sequence[FrameRecord], n: np.ndarray, label: str) -> None:
-    if len(frames) < 2 or frames[0].ipp is None or frames[-1].ipp is None:
-        return
-    d = np.asarray(frames[-1].ipp) - np.asarray(frames[0].ipp)
-    norm = float(np.linalg.norm(d))
-    if norm == 0:
-        return
-    angle = math.degrees(math.acos(min(1.0, abs(float(np.dot(d, n))) / norm)))
-    if angle > 0.5:
-        raise InconsistentGeometryError(
-            f"{label}: the slice stack is sheared by {angle:.2f} degrees from the slice normal "
-            "(gantry tilt); breastai does not read tilted stacks: resample to an orthogonal "
-            "grid first."
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# grouping keys
-
-
-def _series_key(getter: Callable[[FrameRecord], Any]) -> Callable[[FrameRecord], Any]:
-    return lambda r: (r.series_uid, getter(r))
-
-
-def _tp_index(r: FrameRecord) -> int | None:
-    return r.tp_index if r.tp_index is not None else r.tp_index_div
-
-
-def _keys(frames: Sequence[FrameRecord]) -> list[tuple[str, Callable[[FrameRecord], Any]]]:
-    keys: list[tuple[str, Callable[[FrameRecord], Any]]] = []
-    if any(_tp_index(f) is not None for f in frames):
-        keys.append(("TemporalPositionIndex", _series_key(_tp_index)))
-        if any(f.dim_extra for f in frames):
-            keys.append(
-                (
-                    "TemporalPositionIndex + other dimensions",
-                    _series_key(lambda r: (_tp_index(r), r.dim_extra)),
-                )
-            )
-    if any(f.dim_extra for f in frames):
-        keys.append(("DimensionIndexValues (non-spatial)", _series_key(lambda r: r.dim_extra)))
-    if any(f.tpi is not None for f in frames):
-        keys.append(("TemporalPositionIdentifier", _series_key(lambda r: r.tpi)))
-    if any(f.ge_run is not None for f in frames):
-        keys.append(("GE RawDataRunNumber", _series_key(lambda r: r.ge_run)))
-    if len({f.series_uid for f in frames}) > 1:
-        keys.append(("separate series", lambda r: r.series_uid))
-    if any(f.acquisition_number is not None for f in frames):
-        keys.append(("AcquisitionNumber", _series_key(lambda r: r.acquisition_number)))
-    return keys
-
-
-def _clock_seconds(r: FrameRecord, name: str) -> float | None:
-    if name == "ContentTime":
-        return r.content_dt.timestamp() if r.content_dt else None
-    if name == "TriggerTime":
-        return r.trigger_time_ms / 1000.0 if r.trigger_time_ms is not None else None
-    if name == "AcquisitionTime":
-        return r.acq_dt.timestamp() if r.acq_dt else None
-    if name == "MRImageDynamicScanBeginTime":
-        return r.philips_dyn_time_s
-    if name == "FrameAcquisitionDateTime":
-        return r.frame_acq_dt.timestamp() if r.frame_acq_dt else None
-    return None
-
-
-def _cluster_clock(
-    frames: Sequence[FrameRecord], name: str, n_expected: int
-) -> dict[int, int] | None:
-    """Cluster a clock with a 2 s merge gap; None unless it gives ``n_expected`` clusters."""
-    values = [_clock_seconds(f, name) for f in frames]
-    if any(v is None for v in values):
-        return None
-    distinct = sorted({float(v) for v in values if v is not None})
-    cluster_of: dict[float, int] = {}
-    cid = 0
-    for k, v in enumerate(distinct):
-        if k and v - distinct[k - 1] > 2.0:
-            cid += 1
-        cluster_of[v] = cid
-    if cid + 1 != n_expected:
-        return None
-    return {
-        id(f): cluster_of[float(v)] for f, v in zip(frames, values, strict=True) if v is not None
-    }
-
-
-def _position_major(
-    frames: Sequence[FrameRecord],
-    n: np.ndarray,
-    order: Callable[[FrameRecord], Any],
-    distinct: Callable[[FrameRecord], Any] | None = None,
-) -> dict[int, int] | None:
-    by_pos: dict[float, list[FrameRecord]] = {}
-    for f in frames:
-        by_pos.setdefault(round(_pos(n, f), 2), []).append(f)
-    counts = {len(v) for v in by_pos.values()}
-    if len(counts) != 1 or min(counts) < 2:
-        return None
-    if distinct is not None and any(
-        len({distinct(f) for f in members}) != len(members) for members in by_pos.values()
-    ):
-        return None
-    out: dict[int, int] = {}
-    for members in by_pos.values():
-        for k, f in enumerate(sorted(members, key=order)):
-            out[id(f)] = k
-    return out
-
-
-def _partition(frames: Sequence[FrameRecord], key: Callable[[FrameRecord], Any]) -> list[_Group]:
-    groups: dict[Any, list[FrameRecord]] = {}
-    for f in frames:
-        groups.setdefault(key(f), []).append(f)
-    return [_Group(k, v) for k, v in groups.items()]
-
-
-def _natural(value: Any) -> tuple[Any, ...]:
-    """A sort key for mixed key values (numbers before strings, None first)."""
-    if value is None:
-        return (0, 0, "")
-    if isinstance(value, tuple):
-        return (1, 0, tuple(_natural(v) for v in value))
-    if isinstance(value, int | float):
-        return (1, float(value), "")
-    return (2, 0, str(value))
-
-
-# --------------------------------------------------------------------------------------------
-# clocks (§1.6)
-
-
-_CLOCKS_GENERIC: tuple[tuple[str, Callable[[FrameRecord], float | None], bool], ...] = (
-    (
-        "FrameAcquisitionDateTime",
-        lambda r: r.frame_acq_dt.timestamp() if r.frame_acq_dt else None,
-        False,
-    ),
-    (
-        "FrameReferenceDateTime",
-        lambda r: r.frame_ref_dt.timestamp() if r.frame_ref_dt else None,
-        False,
-    ),
-    ("AcquisitionDateTime", lambda r: r.acq_dt.timestamp() if r.acq_dt else None, False),
-)
-_CLOCKS_PHILIPS = (
-    (
-        "TriggerTime (Philips dynamic start)",
-        lambda r: r.trigger_time_ms / 1000.0 if r.trigger_time_ms is not None else None,
-        False,
-    ),
-    ("MRImageDynamicScanBeginTime", lambda r: r.philips_dyn_time_s, False),
-)
-_CLOCKS_LATE = (
-    ("ContentDateTime", lambda r: r.content_dt.timestamp() if r.content_dt else None, False),
-    (
-        "TriggerTime",
-        lambda r: r.trigger_time_ms / 1000.0 if r.trigger_time_ms is not None else None,
-        True,
-    ),
-    ("SeriesDateTime", lambda r: r.series_dt.timestamp() if r.series_dt else None, False),
-)
-
-
-def _choose_clock(
-    groups: Sequence[_Group], opts: ReaderOptions
-) -> tuple[str, list[float] | None, list[str]]:
-    """Pick the first acceptable clock; returns (name, per-group start seconds, notes)."""
-    philips = any(f.is_philips for g in groups for f in g.frames[:1])
-    clocks = list(_CLOCKS_GENERIC) + (list(_CLOCKS_PHILIPS) if philips else []) + list(_CLOCKS_LATE)
-    if philips:
-        clocks = [c for c in clocks if c[0] != "TriggerTime"]
-    notes: list[str] = []
-    n = len(groups)
-    for name, getter, constant in clocks:
-        starts: list[float] = []
-        spreads: list[float] = []
-        ok = True
-        for g in groups:
-            values = [getter(f) for f in g.frames]
-            real = [v for v in values if v is not None]
-            if len(real) != len(values) or not real:
-                ok = False
-                break
-            starts.append(min(real))
-            spreads.append(max(real) - min(real))
-        if not ok:
-            continue
-        starts = _unwrap(starts)
-        order = sorted(starts)
-        gaps = np.diff(order) if n > 1 else np.zeros(0)
-        if n > 1 and (float(gaps.min()) < opts.tie_s):
-            notes.append(
-                f"clock {name} rejected: phases start within {opts.tie_s:g} s of each other"
-            )
-            continue
-        if n > 1 and order[-1] - order[0] < (n - 1) * opts.min_phase_interval_s:
-            notes.append(
-                f"clock {name} rejected: spans {order[-1] - order[0]:.1f} s "
-                f"< {(n - 1) * opts.min_phase_interval_s:g} s"
-            )
-            continue
-        if constant and max(spreads) > 0.5:
-            notes.append(f"clock {name} rejected: varies within a phase (slice timing)")
-            continue
-        if n > 1 and max(spreads) >= float(gaps.min()):
-            notes.append(f"clock {name} rejected: varies within a phase more than between phases")
-            continue
-        return name, starts, notes
-    return "", None, notes
-
-
-def _unwrap(starts: list[float]) -> list[float]:
-    """Midnight rollover for clocks whose date was missing (times on the placeholder day)."""
-    if starts and max(starts) - min(starts) > 43200.0:
-        low = min(starts)
-        return [v + 86400.0 if v - low < 43200.0 else v for v in starts]
-    return starts
-
-
-# --------------------------------------------------------------------------------------------
-# assembly of one stack
-
-
-def _drop_duplicates(
-    group: _Group, n: np.ndarray, pixels: _PixelReader, label: str, warnings: list[str]
-) -> None:
-    """Sort a group along n; drop identical duplicates; reject the key on conflicting repeats."""
-    frames = sorted(group.frames, key=lambda f: _pos(n, f))
-    s = _positions(frames, n)
-    keep: list[FrameRecord] = []
-    keep_s: list[float] = []
-    runs: list[list[int]] = []
-    for i in range(len(frames)):
-        if runs and abs(s[i] - s[runs[-1][0]]) < 1e-3 * max(1.0, abs(s[i])) + 1e-3:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    repeated = [r for r in runs if len(r) > 1]
-    if repeated:
-        centre = float(np.median(s))
-        for run in sorted(repeated, key=lambda r: abs(s[r[0]] - centre)):
-            digests = {pixels.digest(frames[i]) for i in run}
-            if len(digests) > 1:
-                raise _KeyRejected(
-                    f"repeated slice position s={s[run[0]]:.2f} mm with different pixel data "
-                    f"in {label}"
-                )
-    for run in runs:
-        keep.append(frames[run[0]])
-        keep_s.append(float(s[run[0]]))
-        if len(run) > 1:
-            names = ", ".join(frames[i].path.name for i in run[1:])
-            warnings.append(
-                f"dropped {len(run) - 1} duplicate slice(s) at s={s[run[0]]:.2f} mm ({names})"
-            )
-    group.frames = keep
-    group.s = np.asarray(keep_s)
-
-
-def _assemble_stack(
-    frames: list[FrameRecord], n: np.ndarray, pixels: _PixelReader, opts: ReaderOptions, label: str
-) -> _Assembly:
-    """Find the phase key for one stack of frames (same orientation) and check §1.5."""
-    rejections: list[str] = []
-    pending: InconsistentGeometryError | None = None
-    seen: set[frozenset[frozenset[int]]] = set()
-    single_phase = False
-    positions = len({round(_pos(n, f), 2) for f in frames})
-    candidates: list[tuple[str, Callable[[], list[_Group] | None]]] = []
-    for name, key in _keys(frames):
-        candidates.append((name, lambda key=key: _partition(frames, key)))  # type: ignore[misc]
-    n_expected = len(frames) // positions if positions else 0
-    philips = any(f.is_philips for f in frames[:1])
-    clock_names = ["FrameAcquisitionDateTime"] if any(f.frame for f in frames) else []
-    clock_names += (
-        ["TriggerTime", "MRImageDynamicScanBeginTime"]
-        if philips
-        else ["ContentTime", "TriggerTime", "AcquisitionTime"]
-    )
-    for cname in clock_names:
-
-        def _clock_groups(cname: str = cname) -> list[_Group] | None:
-            mapping = _cluster_clock(frames, cname, n_expected)
-            return None if mapping is None else _partition(frames, lambda r: mapping[id(r)])
-
-        candidates.append((f"clock {cname} (2 s clusters)", _clock_groups))
-
-    def _pm(
-        order: Callable[[FrameRecord], Any], distinct: Callable[[FrameRecord], Any] | None = None
-    ) -> Callable[[], list[_Group] | None]:
-        def build() -> list[_Group] | None:
-            mapping = _position_major(frames, n, order, distinct)
-            return None if mapping is None else _partition(frames, lambda r: mapping[id(r)])
-
-        return build
-
-    if any(f.acq_dt for f in frames):
-        candidates.append(
-            (
-                "position-major AcquisitionTime",
-                _pm(
-                    lambda r: (r.acq_dt.timestamp() if r.acq_dt else 0.0, r.instance_number or 0),
-                    lambda r: r.acq_dt,
-                ),
-            )
-        )
-    if not philips:
-        candidates.append(
-            (
-                "position-major InstanceNumber (low confidence)",
-                _pm(lambda r: (r.instance_number or 0, r.frame)),
-            )
-        )
-    for name, build in candidates:
-        groups = build()
-        if groups is None:
-            rejections.append(f"{name}: not applicable")
-            continue
-        signature = frozenset(frozenset(id(f) for f in g.frames) for g in groups)
-        if signature in seen:
-            continue
-        seen.add(signature)
-        try:
-            assembly = _check_groups(groups, n, pixels, opts, name, label)
-        except _KeyRejected as exc:
-            rejections.append(f"{name}: {exc}")
-            if str(exc).startswith("one phase"):
-                single_phase = True
-            continue
-        except InconsistentGeometryError as exc:
-            if pending is None:
-                pending = exc
-            rejections.append(f"{name}: {exc}")
-            continue
-        assembly.notes[:0] = [f"key rejected: {r}" for r in rejections]
-        return assembly
-    if pending is not None:
-        raise pending
-    if single_phase:
-        raise NoDCESeriesError(
-            f"{label} holds a single phase ({positions} slices); a DCE study needs at least two "
-            "phases sharing one geometry: pass the other phases' series with --dce-series, or "
-            "check that the export is complete."
-        )
-    raise InconsistentGeometryError(
-        f"{label}: no grouping key splits its {len(frames)} frames into phases with one "
-        f"consistent geometry ({'; '.join(rejections[-3:])}); pass --dce-series to choose series."
-    )
-
-
-def _check_groups(
-    groups: list[_Group],
-    n: np.ndarray,
-    pixels: _PixelReader,
-    opts: ReaderOptions,
-    key_name: str,
-    label: str,
-) -> _Assembly:
-    warnings: list[str] = []
-    notes: list[str] = []
-    for g in groups:
-        _drop_duplicates(g, n, pixels, label, warnings)
-    if len(groups) < 2:
-        raise _KeyRejected("one phase only")
-    # order: clock if one is acceptable, else key value
-    clock, starts, clock_notes = _choose_clock(groups, opts)
-    notes.extend(clock_notes)
-    if starts is not None:
-        for g, t in zip(groups, starts, strict=True):
-            g.time = t
-        groups.sort(key=lambda g: (g.time if g.time is not None else 0.0, _natural(g.key)))
-    else:
-        groups.sort(key=lambda g: _natural(g.key))
-    # position sets: reference = most common
-    sets = Counter(tuple(np.round(g.s, 1).tolist()) for g in groups)
-    ref_set, _ = sets.most_common(1)[0]
-    ref = next(g for g in groups if tuple(np.round(g.s, 1).tolist()) == ref_set)
-    spacing = float(np.median(np.diff(ref.s))) if len(ref.s) > 1 else 0.0
-    tol = max(0.1 * spacing, 0.01)
-
-    def matches(g: _Group) -> bool:
-        return len(g.s) == len(ref.s) and bool(np.all(np.abs(g.s - ref.s) <= tol))
-
-    def subset(g: _Group) -> bool:
-        return all(np.min(np.abs(ref.s - v)) <= tol for v in g.s) and len(g.s) < len(ref.s)
-
-    bad = [k for k, g in enumerate(groups) if not matches(g)]
-    if bad:
-        if bad == [len(groups) - 1] and subset(groups[-1]) and len(groups) > 2:
-            last = groups[-1]
-            if not opts.drop_incomplete_last:
-                raise InconsistentGeometryError(
-                    f"{label}: the last phase is incomplete ({len(last.s)} of {len(ref.s)} "
-                    "slices); re-export the complete series."
-                )
-            warnings.append(
-                f"dropped the incomplete last phase ({len(last.s)} of {len(ref.s)} slices; "
-                "aborted acquisition?)"
-            )
-            groups = groups[:-1]
-        elif all(subset(groups[k]) for k in bad):
-            k = bad[0]
-            missing = [int(i) for i, v in enumerate(ref.s) if np.min(np.abs(groups[k].s - v)) > tol]
-            raise InconsistentGeometryError(
-                f"{label}: phase {k} lacks {len(missing)} of {len(ref.s)} slices (slice index "
-                f"{', '.join(map(str, missing[:5]))}, s={ref.s[missing[0]]:.2f} mm) that the other "
-                "phases have; re-export the complete series."
-            )
-        else:
-            counts = sorted({len(g.s) for g in groups})
-            raise _KeyRejected(f"phases have different slice positions (slice counts {counts})")
-    for g in groups:
-        iops = {tuple(np.round(f.iop, 4)) for f in g.frames if f.iop is not None}
-        if len(iops) > 1:
-            raise _KeyRejected("more than one orientation within a phase")
-        dims = Counter(
-            (f.rows, f.cols, f.pixel_spacing, f.frame_of_reference_uid) for f in g.frames
-        )
-        if len(dims) > 1:
-            common = dims.most_common(1)[0][0]
-            odd = [
-                f
-                for f in g.frames
-                if (f.rows, f.cols, f.pixel_spacing, f.frame_of_reference_uid) != common
-            ]
-            o = odd[0]
-            raise InconsistentGeometryError(
-                f"{label}: slices of one phase differ in matrix size, pixel spacing or frame of "
-                f"reference ({len(odd)} of {len(g.frames)} files, first: {clean(o.path.name, 80)}: "
-                f"{o.rows}x{o.cols} @ {o.pixel_spacing} vs {common[0]}x{common[1]} @ "
-                f"{common[2]}); remove the odd files, or resample the phases before use."
-            )
-    spacing = _check_spacing(groups[0].s, label)
-    for g in groups:
-        _check_tilt(g.frames, n, label)
-    # the same in-plane position for every slice of every phase (a stack, not a mosaic)
-    first = groups[0].frames[0]
-    if first.iop is not None and first.pixel_spacing is not None:
-        row, col = np.asarray(first.iop[:3]), np.asarray(first.iop[3:6])
-        tol_xy = 0.1 * min(first.pixel_spacing) + 1e-3
-        ipp0 = np.asarray(first.ipp, dtype=float)
-        ref_xy = np.array([np.dot(row, ipp0), np.dot(col, ipp0)])
-        for g in groups:
-            ipps = np.asarray([f.ipp for f in g.frames], dtype=float)
-            xy = np.column_stack([ipps @ row, ipps @ col])
-            if np.max(np.abs(xy - ref_xy)) > tol_xy:
-                raise _KeyRejected("slices or phases are displaced in-plane (several stacks mixed)")
-    shapes = {(f.rows, f.cols, f.pixel_spacing) for g in groups for f in g.frames}
-    if len(shapes) > 1:
-        raise InconsistentGeometryError(
-            f"{label}: the phases differ in matrix size or pixel spacing "
-            f"({', '.join(f'{r}x{c} @ {ps}' for r, c, ps in sorted(shapes, key=str)[:3])}); "
-            "resample them onto one grid (e.g. NIfTI input) before use."
-        )
-    if starts is None:
-        clock = ""
-    return _Assembly(groups, key_name, clock, spacing, warnings, notes)
-
-
-# --------------------------------------------------------------------------------------------
-# volumes
-
-
-_WRITABLE_VIEWS: bool | None = None
-
-
-def _image_view(image: sitk.Image) -> np.ndarray | None:
-    """A writable float32 numpy view of a new float32 image's own pixel buffer, or None.
-
-    ``sitk.GetArrayViewFromImage`` makes the buffer unique and returns a read-only view of it;
-    the view is re-wrapped writable so that slices are decoded straight into the image (no
-    second 4-byte-per-voxel buffer and copy). The caller keeps ``image`` alive while writing.
-    """
-    view = sitk.GetArrayViewFromImage(image)
-    if view.dtype != np.float32 or not view.flags.c_contiguous:
-        return None
-    address = int(view.__array_interface__["data"][0])
-    buffer = (ctypes.c_float * view.size).from_address(address)
-    writable: np.ndarray = np.ctypeslib.as_array(buffer).reshape(view.shape)
-    return writable
-
-
-def _writable_views() -> bool:
-    """Whether :func:`_image_view` writes land in the image (checked once per process)."""
-    global _WRITABLE_VIEWS
-    if _WRITABLE_VIEWS is None:
-        try:
-            probe = sitk.Image(3, 2, 2, sitk.sitkFloat32)
-            view = _image_view(probe)
-            ok = view is not None and view.shape == (2, 2, 3)
-            if ok and view is not None:
-                pattern = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
-                view[...] = pattern
-                ok = bool(np.array_equal(sitk.GetArrayFromImage(probe), pattern))
-                ok = ok and probe.GetPixel(2, 1, 1) == 11.0
-        except Exception:  # any surprise: use the copying path
-            ok = False
-        _WRITABLE_VIEWS = ok
-    return _WRITABLE_VIEWS
-
-
-def _new_volume(nz: int, ny: int, nx: int) -> tuple[sitk.Image | None, np.ndarray]:
-    """A float32 (z, y, x) buffer to decode into: the pixel buffer of a new sitk image when it
-    can be written in place, else a numpy array (image None: built by copying afterwards)."""
-    if _writable_views():
-        image = sitk.Image(nx, ny, nz, sitk.sitkFloat32)
-        view = _image_view(image)
-        if view is not None:
-            return image, view
-    return None, np.empty((nz, ny, nx), dtype=np.float32)
-
-
-_DECODE_THREADS = 2
-
-
-def _build_image(frames: Sequence[FrameRecord], pixels: _PixelReader, spacing: float) -> sitk.Image:
-    first = frames[0]
-    if first.iop is None or first.ipp is None or first.pixel_spacing is None:
-        raise InconsistentGeometryError(f"{first.path}: image geometry is missing.")
-    row, col, n = _orthonormal(first.iop)
-    image, volume = _new_volume(len(frames), first.rows, first.cols)
-
-    def load(k: int) -> None:
-        pixels.frame_into(frames[k], volume[k])
-
-    def load_all(ks: range) -> None:
-        for k in ks:
-            load(k)
-
-    threads = min(_DECODE_THREADS, os.cpu_count() or 1)
-    if threads > 1 and len(frames) >= 16:
-        # file reads and numpy casts release the GIL (overlaps I/O when the files are not
-        # cached); pydicom decoding mostly holds it
-        chunks = [range(i, len(frames), threads) for i in range(threads)]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            for _ in pool.map(load_all, chunks):
-                pass
-    else:
-        load_all(range(len(frames)))
-    if image is None:
-        image = sitk.GetImageFromArray(volume, isVector=False)
-    image.SetOrigin(tuple(float(v) for v in first.ipp))
-    ps = first.pixel_spacing
-    image.SetSpacing((float(ps[1]), float(ps[0]), float(spacing) if spacing > 0 else 1.0))
-    direction = np.column_stack([row, col, n])
-    image.SetDirection(tuple(float(v) for v in direction.ravel()))
-    return image
 
 
 # --------------------------------------------------------------------------------------------
@@ -997,10 +118,13 @@ def _study_filter(index: SeriesIndex, study_uid: str | None) -> list[FrameRecord
         records = [r for r in records if r.study_uid == study_uid]
         images = [r for r in images if r.study_uid == study_uid]
     elif len(studies) > 1:
-        desc = "; ".join(  # no PatientID here: messages and logs carry no identifying data
-            f"{clean(uid, 70)} ({len({r.path for r in images if r.study_uid == uid})} files)"
-            for uid in sorted(studies)[:3]
-        ) + (f"; and {len(studies) - 3} more" if len(studies) > 3 else "")
+        desc = (
+            "; ".join(  # no PatientID here: messages and logs carry no identifying data
+                f"{clean(uid, 70)} ({len({r.path for r in images if r.study_uid == uid})} files)"
+                for uid in sorted(studies)[:3]
+            )
+            + (f"; and {len(studies) - 3} more" if len(studies) > 3 else "")
+        )
         raise InputError(
             f"{index.root} holds {len(studies)} studies ({desc}); pass --study UID to choose one."
         )
@@ -1134,7 +258,7 @@ def _bilateral_split(units: Sequence[Unit], n: np.ndarray) -> list[list[Unit]]:
     """
     info = []
     for u in units:
-        s = _positions(u.records, n)
+        s = slice_positions(u.records, n)
         f = u.records[0]
         iop = f.iop if f.iop is not None else (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
         xy = (
@@ -1160,7 +284,7 @@ def _bilateral_split(units: Sequence[Unit], n: np.ndarray) -> list[list[Unit]]:
     clusters: dict[int, list[Unit]] = {}
     for i, item in enumerate(info):
         clusters.setdefault(root(i), []).append(item[4])
-    return sorted(clusters.values(), key=lambda us: min(_positions(us[0].records, n)))
+    return sorted(clusters.values(), key=lambda us: min(slice_positions(us[0].records, n)))
 
 
 def _phase(
@@ -1207,7 +331,7 @@ def _lateral_order(
     return order, ""
 
 
-def _contrast_evidence(g: _Group) -> bool:
+def _contrast_evidence(g: Group) -> bool:
     from breastai.io.dicom_select import tokens
 
     if any(f.contrast_agent for f in g.frames):
@@ -1318,6 +442,60 @@ def read_dicom_study(
     if index is None:
         index = index_folder(path, workers=opts.workers)
     log = DecisionLog()
+    _log_skipped_files(index, log)
+    units, cands = select_series(index, dce_series=dce_series, study_uid=study_uid, options=opts)
+    log.candidates = [c.to_dict(rank) for rank, c in enumerate(cands, start=1)]
+    best = _best_candidate(cands, units)
+    _mark_candidate_roles(units, cands)
+    n = _check_selection(best, units, log)
+    pixels = PixelReader()
+    assemblies = _assemble_stacks(best, n, pixels, opts, index)
+    main = assemblies[0]
+    joined = _combine_stacks(assemblies, log)
+    clock_starts, phase_times = _phase_times(assemblies, times, log)
+    since, injection_reference = _since_injection(main, clock_starts, times, log)
+    keep = _kept_phases(main, opts, log)
+    # durations, mid-phase times, times since injection (§1.6)
+    kept_times = [
+        None
+        if phase_times[k] is None
+        else float(phase_times[k] or 0.0) - float(phase_times[keep[0]] or 0.0)
+        for k in keep
+    ]
+    timings, timing_notes = phase_timing(
+        kept_times,
+        [_phase_durations([f for asm in assemblies for f in asm.groups[k].frames]) for k in keep],
+        injection_s=[since[k] for k in keep],
+        injection_reference=injection_reference,
+        reference_index=1,
+        times_are_mid=main.clock == "FrameReferenceDateTime" and times is None,
+    )
+    log.notes.extend(timing_notes)
+    phases, role_of = _build_phases(assemblies, keep, kept_times, timings, joined, n, pixels, log)
+    pixels.clear()
+    _mark_phase_roles(units, best, role_of)
+    log.notes.append(
+        f"{len(phases)} phases x {phases[0].image.GetSize()[2]} slices, spacing "
+        f"{', '.join(f'{v:.3f}' for v in phases[0].image.GetSpacing())} mm"
+    )
+    for w in log.warnings:
+        logger.warning("%s", w)
+    return Study(
+        phases=phases,
+        source=path,
+        kind="dicom",
+        study_uid=best.units[0].first.study_uid or None,
+        name=path.name if path.is_dir() else path.stem,
+        decisions=log,
+        series=[u.to_dict() for u in units],
+    )
+
+
+# read_dicom_study's steps, in order
+
+
+def _log_skipped_files(index: SeriesIndex, log: DecisionLog) -> None:
+    """One warning naming the files the header pass skipped, by kind."""
     if index.problems:
         kinds = Counter(p.kind for p in index.problems)
         log.warnings.append(
@@ -1325,8 +503,11 @@ def read_dicom_study(
             + ", ".join(f"{k} {v} file(s)" for v, k in sorted((v, k) for k, v in kinds.items()))
             + f" (first: {index.problems[0].path.name}: {index.problems[0].message[:120]})"
         )
-    units, cands = select_series(index, dce_series=dce_series, study_uid=study_uid, options=opts)
-    log.candidates = [c.to_dict(rank) for rank, c in enumerate(cands, start=1)]
+
+
+def _best_candidate(cands: Sequence[Candidate], units: Sequence[Unit]) -> Candidate:
+    """The winning candidate; NoDCESeriesError without a strong one, AmbiguousStudyError when
+    the runner-up scores alike."""
     if not cands or not cands[0].strong:
         raise _candidate_error(cands, units)
     best = cands[0]
@@ -1336,12 +517,22 @@ def read_dicom_study(
             f"({best.score} vs {cands[1].score}); choose one with --dce-series UID[,UID...].",
             [c.line(rank) for rank, c in enumerate(cands[:5], start=1) if c.strong],
         )
+    return best
+
+
+def _mark_candidate_roles(units: Sequence[Unit], cands: Sequence[Candidate]) -> None:
+    """The role of every excluded or not-selected series (the chosen ones get theirs later)."""
     for u in units:
         if u.excluded:
             u.role = f"excluded: {u.excluded}"
         elif not any(u in c.units for c in cands[:1]):
             rank = next(k for k, c in enumerate(cands, start=1) if u in c.units)
             u.role = f"candidate #{rank} (not selected, score {cands[rank - 1].score})"
+
+
+def _check_selection(best: Candidate, units: Sequence[Unit], log: DecisionLog) -> np.ndarray:
+    """Check the chosen series' headers (records, left-out siblings, one orientation, decoders)
+    and return the slice normal."""
     validate_records([r for u in best.units for r in u.records])
     _check_left_out_siblings(best, units, log)
     first = best.units[0].first
@@ -1353,7 +544,7 @@ def read_dicom_study(
             f"the chosen series have {len(iops)} different orientations; choose series of one "
             "acquisition with --dce-series."
         )
-    _, _, n = _orthonormal(first.iop)
+    _, _, n = orthonormal(first.iop)
     mismatched = [
         r
         for u in best.units
@@ -1374,9 +565,16 @@ def read_dicom_study(
     ts = {r.transfer_syntax for u in best.units for r in u.records}
     for t in sorted(ts):
         check_decoder(t)
-    pixels = _PixelReader()
+    return n
+
+
+def _assemble_stacks(
+    best: Candidate, n: np.ndarray, pixels: PixelReader, opts: ReaderOptions, index: SeriesIndex
+) -> list[Assembly]:
+    """Group each stack of the chosen series into phases (one stack, or two split-bilateral)
+    and check every phase's series, slice spacing and rescale."""
     stacks = _bilateral_split(best.units, n) if len(best.units) > 1 else [list(best.units)]
-    assemblies: list[_Assembly] = []
+    assemblies: list[Assembly] = []
     damaged = ""
     if index.problems:
         # a skipped damaged file may be a slice of any phase: an incomplete last phase is then
@@ -1393,7 +591,7 @@ def read_dicom_study(
         label = "series " + ",".join(numbers[:6]) + (" ..." if len(numbers) > 6 else "")
         stack_label = label if len(stacks) == 1 else f"stack {k + 1} ({label})"
         try:
-            assembly = _assemble_stack(frames, n, pixels, opts, stack_label)
+            assembly = assemble_stack(frames, n, pixels, opts, stack_label)
         except InconsistentGeometryError as exc:
             if not damaged:
                 raise
@@ -1404,6 +602,12 @@ def read_dicom_study(
             check_phase_series(g.frames, stack_label, p_index)
             check_phase_rescale(g.frames, stack_label, p_index, assembly.warnings)
         assemblies.append(assembly)
+    return assemblies
+
+
+def _combine_stacks(assemblies: Sequence[Assembly], log: DecisionLog) -> bool:
+    """Check the stacks agree (at most two, same phase count), log the grouping, clock and the
+    stacks' notes; True when two split-bilateral stacks share one grid (joined per phase)."""
     if len(assemblies) > 2:
         raise InconsistentGeometryError(
             f"the DCE acquisition has {len(assemblies)} separate slabs; expected one volume or "
@@ -1423,7 +627,6 @@ def read_dicom_study(
     for asm in assemblies:
         log.warnings.extend(asm.warnings)
         log.notes.extend(asm.notes)
-    n_phases = len(main.groups)
     joined = False
     in_plane_split = len(assemblies) == 2 and bool(
         np.intersect1d(
@@ -1437,7 +640,7 @@ def read_dicom_study(
     elif len(assemblies) == 2:
         s_union = np.sort(np.concatenate([assemblies[0].groups[0].s, assemblies[1].groups[0].s]))
         try:
-            spacing = _check_spacing(s_union, "joined stacks")
+            spacing = check_spacing(s_union, "joined stacks")
             joined = abs(spacing - main.spacing) <= max(0.01 * main.spacing, 0.05)
         except InconsistentGeometryError:
             joined = False
@@ -1446,7 +649,16 @@ def read_dicom_study(
             if joined
             else "split-bilateral stacks do not share one grid: kept as two stacks per phase"
         )
-    # phase times
+    return joined
+
+
+def _phase_times(
+    assemblies: Sequence[Assembly], times: Sequence[float] | None, log: DecisionLog
+) -> tuple[list[float | None], list[float | None]]:
+    """(clock start of each phase, phase times relative to the first): the user's ``times``,
+    else the clock, else the nominal TemporalPositionIdentifier x TemporalResolution."""
+    main = assemblies[0]
+    n_phases = len(main.groups)
     clock_starts: list[float | None] = []
     for k in range(n_phases):
         starts_k = [g.time for g in (asm.groups[k] for asm in assemblies) if g.time is not None]
@@ -1469,6 +681,17 @@ def read_dicom_study(
         if any(t is not None for t in phase_times):
             log.clock = "nominal (TemporalPositionIdentifier x TemporalResolution)"
     log.time_reference = "first phase" if any(t is not None for t in phase_times) else None
+    return clock_starts, phase_times
+
+
+def _since_injection(
+    main: Assembly,
+    clock_starts: Sequence[float | None],
+    times: Sequence[float] | None,
+    log: DecisionLog,
+) -> tuple[list[float | None], str]:
+    """Seconds since ContrastBolusStartTime per phase (and the reference) when the clock is an
+    absolute time of day; :func:`breastai.io.times.since_injection` says why not otherwise."""
     injection = sorted(
         {r.contrast_start for g in main.groups for r in g.frames[:1] if r.contrast_start}
     )
@@ -1491,7 +714,13 @@ def read_dicom_study(
             "seconds since ContrastBolusStartTime: "
             + ", ".join(f"{v:.1f}" for v in since if v is not None)
         )
-    # duplicate pre-contrast (§1.3, case 20)
+    return since, injection_reference
+
+
+def _kept_phases(main: Assembly, opts: ReaderOptions, log: DecisionLog) -> list[int]:
+    """Indices of the phases kept: duplicate pre-contrast acquisitions drop all but the last
+    unless ``keep_all_pre`` (§1.3, case 20); at least two phases."""
+    n_phases = len(main.groups)
     keep = list(range(n_phases))
     evidence = [_contrast_evidence(g) for g in main.groups]
     if any(evidence) and not all(evidence):
@@ -1514,36 +743,37 @@ def read_dicom_study(
                 keep = list(range(first_post - 1, n_phases))
     if len(keep) < 2:
         raise NoDCESeriesError("the DCE acquisition has fewer than two usable phases.")
-    # durations, mid-phase times, times since injection (§1.6)
-    kept_times = [
-        None
-        if phase_times[k] is None
-        else float(phase_times[k] or 0.0) - float(phase_times[keep[0]] or 0.0)
-        for k in keep
-    ]
-    timings, timing_notes = phase_timing(
-        kept_times,
-        [_phase_durations([f for asm in assemblies for f in asm.groups[k].frames]) for k in keep],
-        injection_s=[since[k] for k in keep],
-        injection_reference=injection_reference,
-        reference_index=1,
-        times_are_mid=main.clock == "FrameReferenceDateTime" and times is None,
-    )
-    log.notes.extend(timing_notes)
-    # volumes
+    return keep
+
+
+def _build_phases(
+    assemblies: Sequence[Assembly],
+    keep: Sequence[int],
+    kept_times: Sequence[float | None],
+    timings: Sequence[dict[str, Any]],
+    joined: bool,
+    n: np.ndarray,
+    pixels: PixelReader,
+    log: DecisionLog,
+) -> tuple[list[Phase], dict[str, list[int]]]:
+    """Read the pixels of every kept phase into images (joined, or right + left stacks) and
+    return the phases and, per series UID, the new phase indices it feeds."""
+    main = assemblies[0]
     phases: list[Phase] = []
     role_of: dict[str, list[int]] = {}
     for new_index, k in enumerate(keep):
         per_stack = [asm.groups[k] for asm in assemblies]
         if joined:
-            frames = sorted([f for g in per_stack for f in g.frames], key=lambda f: _pos(n, f))
-            images = [_build_image(frames, pixels, main.spacing)]
+            frames = sorted(
+                [f for g in per_stack for f in g.frames], key=lambda f: slice_position(n, f)
+            )
+            images = [build_image(frames, pixels, main.spacing)]
             frame_lists = [frames]
             label = "bilateral (joined)"
         else:
             frame_lists = [g.frames for g in per_stack]
             images = [
-                _build_image(fl, pixels, asm.spacing)
+                build_image(fl, pixels, asm.spacing)
                 for fl, asm in zip(frame_lists, assemblies, strict=True)
             ]
             if len(assemblies) == 2:
@@ -1573,28 +803,19 @@ def read_dicom_study(
             role_of.setdefault(f.series_uid, [])
             if new_index not in role_of[f.series_uid]:
                 role_of[f.series_uid].append(new_index)
-    pixels.clear()
+    return phases, role_of
+
+
+def _mark_phase_roles(
+    units: Sequence[Unit], best: Candidate, role_of: Mapping[str, Sequence[int]]
+) -> None:
+    """The role of each chosen series: the phases it feeds, or dropped."""
     for u in units:
         if u.series_uid in role_of and not u.excluded:
             ks = sorted(role_of[u.series_uid])
             u.role = f"DCE phase {ks[0]}" if len(ks) == 1 else f"DCE phases {ks[0]}-{ks[-1]}"
         elif u in best.units:
             u.role = "DCE (dropped: see warnings)"
-    log.notes.append(
-        f"{len(phases)} phases x {phases[0].image.GetSize()[2]} slices, spacing "
-        f"{', '.join(f'{v:.3f}' for v in phases[0].image.GetSpacing())} mm"
-    )
-    for w in log.warnings:
-        logger.warning("%s", w)
-    return Study(
-        phases=phases,
-        source=path,
-        kind="dicom",
-        study_uid=first.study_uid or None,
-        name=path.name if path.is_dir() else path.stem,
-        decisions=log,
-        series=[u.to_dict() for u in units],
-    )
 
 
 def _check_not_constant(image: sitk.Image, frames: Sequence[FrameRecord], index: int) -> None:
@@ -1633,7 +854,7 @@ def _phase_durations(frames: Sequence[FrameRecord]) -> list[tuple[str, float]]:
     return [(name, float(np.median(values[name]))) for name in DURATION_SOURCES if name in values]
 
 
-def _nominal_times(groups: Sequence[_Group]) -> list[float | None]:
+def _nominal_times(groups: Sequence[Group]) -> list[float | None]:
     out: list[float | None] = []
     for k, g in enumerate(groups):
         f = g.frames[0]
@@ -1684,13 +905,5 @@ def select_dce_series(
     """
     opts = options or ReaderOptions()
     units, cands = select_series(index, dce_series=dce_series, study_uid=study_uid, options=opts)
-    if not cands or not cands[0].strong:
-        raise _candidate_error(cands, units)
-    best = cands[0]
-    if len(cands) > 1 and cands[1].strong and cands[1].score >= best.score - 1:
-        raise AmbiguousStudyError(
-            f"{sum(1 for c in cands if c.strong)} candidate DCE acquisitions score alike "
-            f"({best.score} vs {cands[1].score}); choose one with --dce-series UID[,UID...].",
-            [c.line(rank) for rank, c in enumerate(cands[:5], start=1) if c.strong],
-        )
+    best = _best_candidate(cands, units)
     return list(dict.fromkeys(u.series_uid for u in best.units))

@@ -27,9 +27,9 @@ from breastai.errors import (
     ParameterError,
     UnsupportedInputError,
 )
+from breastai.geometry import resample_to_reference, same_grid
 from breastai.io.atomic import atomic_file
 from breastai.io.times import phase_timing
-from breastai.preprocess import resample_to_reference, same_grid
 from breastai.study import DecisionLog, Phase, Study
 
 __all__ = [

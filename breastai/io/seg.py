@@ -1,4 +1,7 @@
-"""DICOM-SEG writer (highdicom): breast and tumor masks on the reference phase's grid.
+"""DICOM-SEG writer and readers (highdicom): breast and tumor masks on the reference phase's grid.
+
+The one DICOM-SEG reader module: :func:`read_seg` (segments on a reference grid) and
+:func:`read_seg_labels` (one label image on the SEG's own grid) open the file the same way.
 
 Follows docs/dicom-rules.md §3:
 
@@ -32,14 +35,15 @@ import SimpleITK as sitk
 
 from breastai import RESEARCH_NOTICE, __version__
 from breastai.errors import OutputExistsError, ParameterError, UnsupportedInputError
+from breastai.geometry import same_grid
 from breastai.io.atomic import atomic_file
-from breastai.preprocess import same_grid
 from breastai.study import Study
 
 __all__ = [
     "SEGMENT_LABELS",
     "TYPE2_DEFAULTS",
     "read_seg",
+    "read_seg_labels",
     "write_seg",
 ]
 
@@ -337,9 +341,7 @@ def read_seg(path: Path, reference: sitk.Image) -> dict[str, sitk.Image]:
     dict
         Segment label -> uint8 0/1 ``SimpleITK.Image`` on ``reference``'s grid.
     """
-    import highdicom as hd
-
-    seg = hd.seg.segread(path)
+    seg = _segread(path)
     ref = _volume(reference, np.zeros(reference.GetSize()[::-1], dtype=np.uint8))
     out: dict[str, sitk.Image] = {}
     for item in seg.SegmentSequence:
@@ -354,3 +356,62 @@ def read_seg(path: Path, reference: sitk.Image) -> dict[str, sitk.Image]:
         img.CopyInformation(reference)
         out[str(item.SegmentLabel)] = img
     return out
+
+
+def _segread(path: Path) -> Any:
+    """The highdicom Segmentation of ``path``; UnsupportedInputError when it is not one."""
+    import highdicom as hd
+
+    try:
+        return hd.seg.segread(str(path))
+    except Exception as exc:
+        raise UnsupportedInputError(
+            f"{path} is DICOM but not a readable DICOM-SEG ({type(exc).__name__}: {exc})."
+        ) from None
+
+
+def read_seg_labels(path: Path) -> sitk.Image:
+    """Read a DICOM-SEG as one label image on its own grid (``breastai.io.read_image``).
+
+    Returns
+    -------
+    SimpleITK.Image
+        uint16 (uint32 beyond 65535 segments) label image in LPS whose value k marks segment k
+        (overlapping segments: the highest number wins); slices ordered along row x column.
+
+    Raises
+    ------
+    UnsupportedInputError
+        Not a DICOM-SEG, no frames, or frames that do not form one regular 3-D volume.
+    """
+    seg = _segread(path)
+    numbers = list(seg.segment_numbers)
+    try:
+        volume = seg.get_volume(combine_segments=True, skip_overlap_checks=True)
+    except Exception as exc:
+        raise UnsupportedInputError(
+            f"{path}: the DICOM-SEG frames do not form one regular volume ({exc})."
+        ) from None
+    if volume is None:
+        raise UnsupportedInputError(f"{path}: the DICOM-SEG holds no frames.")
+    array = np.asarray(volume.array)
+    if array.ndim != 3:
+        raise UnsupportedInputError(f"{path}: the DICOM-SEG volume is not 3-D ({array.shape}).")
+    affine = np.asarray(volume.affine, dtype=float)  # (i, j, k) array index -> LPS
+    columns = affine[:3, :3]
+    spacing = np.linalg.norm(columns, axis=0)
+    dtype = np.uint16 if (not numbers or max(numbers) < 65536) else np.uint32
+    direction = columns[:, ::-1] / spacing[::-1]  # sitk x = k, y = j, z = i
+    origin = affine[:3, 3].copy()
+    if float(np.dot(direction[:, 2], np.cross(direction[:, 0], direction[:, 1]))) < 0:
+        # slices stored against the row x column normal: flip so z = row x col, as the reader does
+        origin = origin + direction[:, 2] * spacing[0] * (array.shape[0] - 1)
+        direction[:, 2] = -direction[:, 2]
+        array = array[::-1]
+    image = sitk.GetImageFromArray(
+        np.ascontiguousarray(array.astype(dtype))
+    )  # (i, j, k) as (z, y, x)
+    image.SetSpacing(tuple(float(v) for v in spacing[::-1]))
+    image.SetDirection(tuple(float(v) for v in direction.ravel()))
+    image.SetOrigin(tuple(float(v) for v in origin))
+    return image
