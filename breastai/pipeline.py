@@ -825,8 +825,14 @@ def _write_outputs(
         "breast": models.breast.info(blend["breast"], settings.tta),
         "tumor": models.tumor.info(blend["tumor"], settings.tta),
     }
-    weights = {
-        task: {"name": m["name"], "sha256": m["sha256"], "demo": bool(m["demo"])}
+    weights: dict[str, dict[str, Any]] = {
+        task: {
+            "name": m["name"],
+            "sha256": m["sha256"],
+            "demo": bool(m["demo"]),
+            "family": m["family"],
+            **({"sha256s": m["sha256s"]} if "sha256s" in m else {}),
+        }
         for task, m in minfo.items()
     }
     demo = any(w["demo"] for w in weights.values())

@@ -39,6 +39,7 @@ SPECS: dict[str, tuple[ModelSpec, str, list[str]]] = {
             name="Dataset911_Divider",
             channel_names={"0": "pre"},
             labels={"background": 0, "left breast": 1, "right breast": 2},
+            spacing=(6.0, 4.0, 4.0),  # coarse: few windows on the 256 x 256 x 96 phantom
             mirror_axes=(1, 2),
             seed=11,
         ),
@@ -51,7 +52,7 @@ SPECS: dict[str, tuple[ModelSpec, str, list[str]]] = {
             name="Dataset912_Tumor",
             channel_names={"0": "sub1", "1": "post1"},
             labels={"background": 0, "tumor": 1},
-            spacing=(3.0, 1.5, 1.5),
+            spacing=(6.0, 3.0, 3.0),
             seed=12,
         ),
         "tumor",
@@ -63,6 +64,7 @@ SPECS: dict[str, tuple[ModelSpec, str, list[str]]] = {
             name="Dataset913_Post2",
             channel_names={"0": "post2"},
             labels={"background": 0, "tumor": 1},
+            spacing=(6.0, 4.0, 4.0),
             seed=13,
         ),
         "tumor",
@@ -110,7 +112,7 @@ def _segment(built: dict[str, Any], out: Path, *extra: str) -> Any:
 
 
 def _outputs(out: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
-    (folder,) = [p for p in out.iterdir() if p.is_dir()]
+    (folder,) = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
     manifest = json.loads((folder / "manifest.json").read_text())
     report = json.loads((folder / "report.json").read_text())
     return folder, manifest, report
@@ -151,6 +153,9 @@ def test_breast_model_with_left_right_labels(built: dict[str, Any], tmp_path: Pa
     assert manifest["settings"]["tta"] is True
 
     assert report["measurement"]["laterality_source"] == "breast model labels"
+    rw = {w["task"]: w for w in report["weights"]}
+    assert rw["breast"]["name"] == "divider" and rw["breast"]["family"] == "nnunet"
+    assert rw["breast"]["sha256"] == m["sha256"] and rw["breast"]["demo"] is False
     assert report["lesion_count"] >= 1, "no lesion: the laterality check would be vacuous"
     lesions = np.zeros(tumor.shape, np.int32)
     lab, _ = ndimage.label(tumor, structure=np.ones((3, 3, 3), bool))
