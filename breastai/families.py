@@ -13,9 +13,13 @@ Three families run in ``segment``:
   (:func:`breastai.nnunet.derive_channels`); nnU-Net's own preprocessing runs inside
   :meth:`breastai.nnunet.NnunetModel.predict`.
 
-``segment`` (:mod:`breastai.pipeline`) and ``breastai train`` (:mod:`breastai.training.train`)
-both call :meth:`ModelFamily.prepare`, so training sees exactly the arrays inference sees for the
-same study (tests/test_families.py). Nothing here imports torch.
+Each family has ``prepare(study) -> ModelInputs`` and ``predict(inputs, ...)``, which gives the
+result on the native grid of the reference phase (unet/seed: the probability, resampled back
+linearly; nnunet: nnU-Net's labels on channel 0's grid, which the pipeline maps by the card's
+roles). ``segment`` (:mod:`breastai.pipeline`) and ``breastai train``
+(:mod:`breastai.training.train`) both call :meth:`ModelFamily.prepare`, so training sees exactly
+the arrays inference sees for the same study (tests/test_families.py). Nothing here imports
+torch.
 """
 
 # SimpleITK's bindings are untyped (no stubs); calling them is fine here.
@@ -114,6 +118,41 @@ def _normalise(kind: str, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
     raise ParameterError(f"unknown normalisation {kind!r} in the model card (seed | p1p99-minmax).")
 
 
+def _window_predict(
+    session: Any,
+    image: np.ndarray,
+    grid: sitk.Image,
+    reference: sitk.Image,
+    *,
+    card: Any,
+    blend: str,
+    batch_size: int,
+    roi: Any = None,
+    time_mask: np.ndarray | None = None,
+    progress: Any = None,
+) -> sitk.Image:
+    """Sliding window over ``image`` on ``grid``; the probability back on ``reference``'s grid
+    (linear)."""
+    from breastai.inference import sliding_window
+    from breastai.preprocess import resample_to_reference
+
+    predictor = session.predictor() if time_mask is None else session.predictor(time_mask=time_mask)
+    prob = sliding_window(
+        image,
+        predictor,
+        card.patch_zyx,
+        card.stride_zyx,
+        blend=blend,
+        batch_size=batch_size,
+        roi=roi,
+        threshold=card.threshold,
+        progress=progress,
+    )
+    img = sitk.GetImageFromArray(prob)
+    img.CopyInformation(grid)
+    return resample_to_reference(img, reference)
+
+
 @dataclass(frozen=True)
 class UNetFamily:
     """Our demo U-Net breast model on P0 (see the module docstring)."""
@@ -134,6 +173,15 @@ class UNetFamily:
         else:
             normed = _normalise(self.normalisation, [arr])[0]
         return ModelInputs(image=normed[None].astype(np.float32, copy=False), grid=grid, chosen=[0])
+
+    def predict(
+        self, inputs: ModelInputs, session: Any, reference: sitk.Image, **options: Any
+    ) -> sitk.Image:
+        """Breast probability on ``reference``'s (P1's) native grid (options: ``card``,
+        ``blend``, ``batch_size``, ``progress``; see :func:`breastai.inference.sliding_window`)."""
+        if inputs.grid is None:
+            raise ParameterError("UNetFamily.predict needs inputs from UNetFamily.prepare.")
+        return _window_predict(session, inputs.image, inputs.grid, reference, **options)
 
 
 @dataclass(frozen=True)
@@ -185,6 +233,26 @@ class SeedFamily:
         image = np.stack(self.normalise(raw)).astype(np.float32, copy=False)
         return ModelInputs(image=image, grid=grid, chosen=chosen, note=note, raw=raw)
 
+    def predict(
+        self,
+        inputs: ModelInputs,
+        session: Any,
+        reference: sitk.Image,
+        *,
+        time_mask: np.ndarray,
+        **options: Any,
+    ) -> sitk.Image:
+        """Tumor probability (float32) on ``reference``'s native grid; ``inputs.image`` is the
+        slot-assembled ``(slots, 1, z, y, x)`` input (options: ``card``, ``blend``,
+        ``batch_size``, ``roi``, ``progress``)."""
+        if inputs.grid is None:
+            raise ParameterError("SeedFamily.predict needs inputs from SeedFamily.prepare.")
+        prob = _window_predict(
+            session, inputs.image, inputs.grid, reference, time_mask=time_mask, **options
+        )
+        out: sitk.Image = sitk.Cast(prob, sitk.sitkFloat32)
+        return out
+
 
 class NnunetFamily:
     """An imported nnU-Net v2 model: its channels from the study; nnU-Net's steps inside."""
@@ -213,7 +281,8 @@ class NnunetFamily:
         )
 
     def predict(self, inputs: ModelInputs, *, tta: bool = True, progress: Any = None) -> Any:
-        """nnU-Net's prediction (labels on the grid of channel 0)."""
+        """nnU-Net's prediction (:class:`breastai.nnunet.NnunetPrediction`: labels on the grid
+        of channel 0; the pipeline maps them by the card's roles onto P1's grid)."""
         return self.model.predict(inputs.images or [], tta=tta, progress=progress)
 
 

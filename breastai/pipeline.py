@@ -631,9 +631,9 @@ def _infer(
     timings: dict[str, float],
 ) -> _Computed:
     """Breast and tumor models on one part; stage seconds are added to ``timings``."""
-    from breastai.inference import n_windows, sliding_window
+    from breastai.families import ModelInputs
+    from breastai.inference import n_windows
     from breastai.postprocess import bounding_box, breast_mask, tumor_mask
-    from breastai.preprocess import resample_to_reference
 
     ref = part.study.reference.image
     notes: list[str] = []
@@ -666,21 +666,18 @@ def _infer(
             sides[masks["left"]] = 2
             side_labels = _image_like(sides, ref)
     else:
-        blend_b = settings.blend or bcard.blending
-        b_prob = sliding_window(
-            part.breast_input,
-            bm.session.predictor(),
-            bcard.patch_zyx,
-            bcard.stride_zyx,
-            blend=blend_b,
+        b_native = bm.fam.predict(
+            ModelInputs(image=part.breast_input, grid=part.breast_grid, chosen=[0]),
+            bm.session,
+            ref,
+            card=bcard,
+            blend=settings.blend or bcard.blending,
             batch_size=_batch(settings, bm.session.provider),
-            threshold=bcard.threshold,
             progress=_stage_progress(progress, "breast"),
         )
         windows["breast"] = n_windows(
             part.breast_input.shape[-3:], bcard.patch_zyx, bcard.stride_zyx
         )
-        b_native = resample_to_reference(_image_like(b_prob, part.breast_grid), ref)
         breast = breast_mask(b_native, bcard.threshold, one_breast=part.side is not None)
     add_time("breast", t0)
 
@@ -728,18 +725,18 @@ def _infer(
                 f"The breast model found no breast tissue{where}: the tumor mask is empty."
             )
     if skip:
-        t_prob = np.zeros(shape, np.float32)
+        t_native = _image_like(np.zeros(sitk.GetArrayViewFromImage(ref).shape, np.float32), ref)
         windows["tumor"] = 0
     else:
-        t_prob = sliding_window(
-            part.tumor_input,
-            tm.session.predictor(time_mask=part.time_mask),
-            tcard.patch_zyx,
-            tcard.stride_zyx,
+        t_native = tm.fam.predict(
+            ModelInputs(image=part.tumor_input, grid=part.tumor_grid, chosen=[]),
+            tm.session,
+            ref,
+            time_mask=part.time_mask,
+            card=tcard,
             blend=blend_t,
             batch_size=_batch(settings, tm.session.provider),
             roi=roi,
-            threshold=tcard.threshold,
             progress=_stage_progress(progress, "tumor"),
         )
         windows["tumor"] = n_windows(shape, tcard.patch_zyx, tcard.stride_zyx, roi)
@@ -751,8 +748,6 @@ def _infer(
     t0 = time.perf_counter()
     if progress:
         progress("postprocess", 0.0)
-    t_native = resample_to_reference(_image_like(t_prob, part.tumor_grid), ref)
-    t_native = sitk.Cast(t_native, sitk.sitkFloat32)
     tumor, removed = tumor_mask(
         t_native,
         tcard.threshold,
