@@ -500,11 +500,26 @@ def segment(
         ),
     ] = PrecisionChoice.FP32,
     weights: Annotated[
-        str | None, typer.Option("--weights", help="Tumor model name or ONNX path.")
+        str | None,
+        typer.Option(
+            "--weights", help="Tumor model name or ONNX path (an imported nnU-Net model too)."
+        ),
     ] = None,
     breast_weights: Annotated[
-        str | None, typer.Option("--breast-weights", help="Breast model name or ONNX path.")
+        str | None,
+        typer.Option(
+            "--breast-weights",
+            help="Breast model name or ONNX path (an imported nnU-Net model too).",
+        ),
     ] = None,
+    # --- nnU-Net models (issue 12) ---
+    no_tta: Annotated[
+        bool,
+        typer.Option(
+            "--no-tta",
+            help="nnU-Net models: no mirroring test-time augmentation (about 8x faster).",
+        ),
+    ] = False,
     blend: Annotated[
         BlendChoice | None,
         typer.Option("--blend", help="Override the model cards' window blending."),
@@ -585,6 +600,7 @@ def segment(
         force=force,
         threads=threads,
         dce_series=series,
+        tta=not no_tta,
     )
     show = not quiet and not json_output
     if from_pacs is not None and pacs_study is not None:

@@ -107,6 +107,9 @@ class Settings:
         Write ``seg.dcm`` (DICOM input only) and ``preview.png``.
     cudnn_conv_algo_search:
         ``HEURISTIC`` (default) or ``EXHAUSTIVE`` (see :mod:`breastai.inference`).
+    tta:
+        nnU-Net models: mirroring test-time augmentation as the model allows it (False =
+        ``--no-tta``). No effect on the other families.
     """
 
     device: str = "auto"
@@ -127,6 +130,7 @@ class Settings:
     write_seg: bool = True
     write_preview: bool = True
     cudnn_conv_algo_search: str = "HEURISTIC"
+    tta: bool = True
 
     def __post_init__(self) -> None:
         from breastai.inference import BLEND_MODES, check_runtime_options
@@ -182,16 +186,40 @@ class SegmentResult:
 @dataclass(frozen=True)
 class _Model:
     resolved: Any  # breastai.weights.ResolvedModel
-    session: Any  # breastai.inference.OnnxModel
+    session: Any  # breastai.inference.OnnxModel (nnU-Net: the first fold's)
+    nnunet: Any = None  # breastai.nnunet.NnunetModel for an imported nnU-Net model
+    family: Any = None  # breastai.families.ModelFamily: the model's preprocessing
+
+    @property
+    def fam(self) -> Any:
+        from breastai.families import family_for_card
+
+        return self.family or family_for_card(self.card, self.nnunet)
 
     @property
     def card(self) -> Any:
         return self.resolved.card
 
-    def info(self, blend: str) -> dict[str, Any]:
+    def info(self, blend: str, tta: bool = True) -> dict[str, Any]:
         c = self.card
         d: dict[str, Any] = dict(self.resolved.to_dict())
+        if self.nnunet is not None:
+            nc = self.nnunet.card
+            d.update(
+                family="nnunet",
+                sha256s={str(f["file"]): str(f.get("sha256", "")) for f in nc.folds},
+                channels=list(nc.channels),
+                roles={k: list(v) for k, v in nc.roles.items()},
+                configuration=nc.configuration,
+                folds=[f["fold"] for f in nc.folds],
+                spacing_zyx=list(nc.spacing),
+                patch_zyx=list(nc.patch_size),
+                tile_step_size=nc.tile_step_size,
+                tta=bool(tta and nc.mirroring_axes),
+            )
+            return d
         d.update(
+            family=self.fam.name,
             blending=blend,
             threshold=c.threshold,
             patch_zyx=list(c.patch_zyx),
@@ -258,6 +286,9 @@ def load_models(settings: Settings) -> LoadedModels:
                 f"model {card.name!r} is a {card.task} model; "
                 f"--{'breast-' if task == 'breast' else ''}weights needs a {task} model."
             )
+        if card.architecture.startswith("nnunet"):
+            out[task] = _load_nnunet(resolved, task, settings)
+            continue
         session = OnnxModel(
             resolved.path,
             device=settings.device,
@@ -278,8 +309,35 @@ def load_models(settings: Settings) -> LoadedModels:
             t0 = time.perf_counter()
             session.run(feed)  # warm-up: cuDNN picks its kernels for this window shape
             session.warmup_s = time.perf_counter() - t0
-        out[task] = _Model(resolved, session)
+        from breastai.families import family_for_card
+
+        out[task] = _Model(resolved, session, None, family_for_card(card))
     return LoadedModels(breast=out["breast"], tumor=out["tumor"])
+
+
+def _load_nnunet(resolved: Any, task: str, settings: Settings) -> _Model:
+    """An imported nnU-Net model in the breast or tumor slot (its card names its roles)."""
+    from breastai.nnunet import NnunetCard, NnunetModel
+
+    ncard = NnunetCard.read(resolved.path)
+    need = ("breast", "left", "right") if task == "breast" else ("tumor",)
+    if not any(ncard.roles.get(r) for r in need):
+        raise ParameterError(
+            f"nnU-Net model {ncard.name!r} has no {' / '.join(need)} label (roles: "
+            f"{', '.join(sorted(ncard.roles)) or 'none'}); import it again with --labels naming "
+            f"its {task} label(s)."
+        )
+    model = NnunetModel(
+        ncard,
+        resolved.path.parent,
+        device=settings.device,
+        runtime=settings.runtime,
+        precision=settings.precision,
+        threads=settings.threads,
+    )
+    from breastai.families import NnunetFamily
+
+    return _Model(resolved, model.sessions[0], model, NnunetFamily(model))
 
 
 # ------------------------------------------------------------------------------- preparation
@@ -297,6 +355,8 @@ class _Part:
     tumor_input: np.ndarray  # (S, 1, z, y, x)
     time_mask: np.ndarray  # (S,)
     tumor_grid: sitk.Image
+    breast_channels: list[sitk.Image] | None = None  # nnU-Net breast model: its channel images
+    tumor_channels: list[sitk.Image] | None = None  # nnU-Net tumor model: its channel images
 
 
 @dataclass
@@ -320,24 +380,12 @@ def _study_name(study_or_path: Study | Path | str) -> str:
     return name or "study"
 
 
-def _normalise(kind: str, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-    from breastai.preprocess import normalise_p1p99_minmax, normalise_seed
-
-    if kind == "seed":
-        return normalise_seed(arrays)
-    if kind == "p1p99-minmax":
-        return [normalise_p1p99_minmax(a) for a in arrays]
-    raise ParameterError(f"unknown normalisation {kind!r} in the model card (seed | p1p99-minmax).")
-
-
 def _prepare(
     study_or_path: Study | Path | str,
     settings: Settings,
     models: LoadedModels,
     progress: Progress | None = None,
 ) -> _Prepared:
-    from breastai.preprocess import choose_phases
-
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if progress:
@@ -354,6 +402,8 @@ def _prepare(
         progress("read", 1.0)
 
     t0 = time.perf_counter()
+    if models.tumor.nnunet is not None:
+        return _prepare_nnunet_tumor(study, name, models, timings, t0, progress)
     tcard = models.tumor.card
     n = len(study.phases)
     if n < max(2, tcard.phases_min):
@@ -362,8 +412,7 @@ def _prepare(
             f"{max(2, tcard.phases_min)} (pre-contrast and first post-contrast). Check the DCE "
             "series choice with `breastai info`."
         )
-    slots = int(tcard.phase_slots)
-    chosen, note = choose_phases([p.time_s for p in study.phases], min(slots, tcard.phases_max))
+    chosen, note = models.tumor.fam.choose(study)
     if note:
         log.info("%s: %s", name, note)
     subs = study.split_stacks()
@@ -386,6 +435,68 @@ def _prepare(
     )
 
 
+def _nnunet_channels(model: _Model, study: Study) -> list[sitk.Image] | None:
+    if model.nnunet is None:
+        return None
+    images: list[sitk.Image] | None = model.fam.prepare(study).images
+    return images
+
+
+def _prepare_nnunet_tumor(
+    study: Study,
+    name: str,
+    models: LoadedModels,
+    timings: dict[str, float],
+    t0: float,
+    progress: Progress | None,
+) -> _Prepared:
+    """An nnU-Net tumor model: its channel images per stack (the breast model's as usual)."""
+    from breastai.nnunet.channels import phase_index
+
+    specs = models.tumor.nnunet.card.channels
+    chosen = sorted(
+        {phase_index(s) for s in specs}
+        | ({0} if any(s.startswith("sub") for s in specs) else set())
+    )
+    subs = study.split_stacks()
+    sides = study.stack_sides
+    parts = []
+    for k, sub in enumerate(subs):
+        b_in, b_grid = _breast_input(sub, models)
+        side = sides[k] if sides else None
+        ref = sub.reference.image
+        parts.append(
+            _Part(
+                study=sub,
+                suffix=f"_{side}" if side else "",
+                side=None if side is None else ("right" if side == "R" else "left"),
+                breast_input=b_in,
+                breast_grid=b_grid,
+                tumor_input=np.zeros((0,), np.float32),
+                time_mask=np.ones(len(chosen), np.float32),
+                tumor_grid=ref,
+                breast_channels=_nnunet_channels(models.breast, sub),
+                tumor_channels=_nnunet_channels(models.tumor, sub),
+            )
+        )
+        if progress:
+            progress("preprocess", (k + 1) / (len(subs) + 1))
+    if progress:
+        progress("preprocess", 1.0)
+    timings["preprocess"] = time.perf_counter() - t0
+    return _Prepared(
+        study=study, name=name, parts=parts, chosen=chosen, selection_note=None, timings=timings
+    )
+
+
+def _breast_input(study: Study, models: LoadedModels) -> tuple[np.ndarray, sitk.Image]:
+    """P0 on the breast card's grid, normalised per card (an nnU-Net breast model: nothing)."""
+    if models.breast.nnunet is not None:
+        return np.zeros((0,), np.float32), study.phases[0].image
+    inputs = models.breast.fam.prepare(study)
+    return inputs.image, inputs.grid
+
+
 @dataclass
 class _Resampled:
     """One volume's model grids: the normalised breast input and the raw tumor-grid phases."""
@@ -395,39 +506,20 @@ class _Resampled:
     breast_grid: sitk.Image
     tumor_grid: sitk.Image
     tumor_raw: list[np.ndarray]  # the chosen phases on the tumor grid, not normalised
+    breast_channels: list[sitk.Image] | None = None
 
 
 def _resample_part(study: Study, chosen: Sequence[int], models: LoadedModels) -> _Resampled:
     """P0 on the breast grid (normalised); the chosen phases on the tumor grid (raw)."""
-    from breastai.preprocess import resample_to_reference, resample_to_spacing
-
-    bcard, tcard = models.breast.card, models.tumor.card
-    pre = study.phases[0].image
-    breast_grid = resample_to_spacing(pre, bcard.spacing_zyx, interpolator="linear", canonical=True)
-    b_arr = sitk.GetArrayFromImage(breast_grid).astype(np.float32)
-    if bcard.normalisation == "seed":
-        post_b = resample_to_reference(study.reference.image, breast_grid)
-        b_norm = _normalise("seed", [b_arr, sitk.GetArrayFromImage(post_b)])[0]
-    else:
-        b_norm = _normalise(bcard.normalisation, [b_arr])[0]
-    tumor_grid = resample_to_spacing(
-        study.reference.image, tcard.spacing_zyx, interpolator="linear", canonical=True
-    )
-    arrays = []
-    for i in chosen:
-        img = study.phases[i].image
-        on_grid = (
-            tumor_grid
-            if i == study.reference_index
-            else resample_to_reference(img, tumor_grid, interpolator="linear")
-        )
-        arrays.append(sitk.GetArrayFromImage(on_grid).astype(np.float32))
+    b_input, breast_grid = _breast_input(study, models)
+    tumor_grid, arrays = models.tumor.fam.resample(study, chosen)
     return _Resampled(
         study=study,
-        breast_input=b_norm[None].astype(np.float32, copy=False),
+        breast_input=b_input,
         breast_grid=breast_grid,
         tumor_grid=tumor_grid,
         tumor_raw=arrays,
+        breast_channels=_nnunet_channels(models.breast, study),
     )
 
 
@@ -435,7 +527,7 @@ def _finish_parts(
     resampled: Sequence[_Resampled], sides: Sequence[str], models: LoadedModels
 ) -> list[_Part]:
     """Normalise the tumor phases (jointly over split-bilateral stacks) and build the parts."""
-    from breastai.preprocess import assemble_slots, normalise_seed, seed_clip_bounds
+    from breastai.preprocess import assemble_slots, seed_clip_bounds
 
     tcard = models.tumor.card
     bounds = None
@@ -444,10 +536,7 @@ def _finish_parts(
         bounds = seed_clip_bounds([r.tumor_raw for r in resampled])
     parts = []
     for k, r in enumerate(resampled):
-        if bounds is not None:
-            normed = normalise_seed(r.tumor_raw, clip_bounds=bounds)
-        else:
-            normed = _normalise(tcard.normalisation, r.tumor_raw)
+        normed = models.tumor.fam.normalise(r.tumor_raw, bounds)
         stacked, mask = assemble_slots(normed, int(tcard.phase_slots))
         side = sides[k] if sides else None
         parts.append(
@@ -460,6 +549,7 @@ def _finish_parts(
                 tumor_input=stacked[:, None],
                 time_mask=mask,
                 tumor_grid=r.tumor_grid,
+                breast_channels=r.breast_channels,
             )
         )
     return parts
@@ -488,6 +578,42 @@ class _Computed:
     removed: int
     windows: dict[str, Any]
     notes: list[str]
+    side_labels: sitk.Image | None = None  # 1 right / 2 left, from a left/right breast model
+
+
+def _nnunet_labels(
+    model: _Model,
+    images: Sequence[sitk.Image],
+    ref: sitk.Image,
+    roles: Sequence[str],
+    settings: Settings,
+    progress: Callable[[float], None] | None,
+    windows: dict[str, Any],
+    key: str,
+) -> tuple[dict[str, np.ndarray], sitk.Image]:
+    """Run an nnU-Net model; per role, a bool mask on ``ref``'s grid; and the label map there.
+
+    nnU-Net's labels lie on the grid of channel 0; they are moved onto ``ref``'s grid with nearest
+    neighbour where the grids differ.
+    """
+    from breastai.preprocess import same_grid
+
+    nm = model.nnunet
+    seen: dict[str, int] = {}
+
+    def tick(done: int, total: int) -> None:
+        seen["total"] = total
+        if progress:
+            progress(done / max(total, 1))
+
+    pred = nm.predict(images, tta=settings.tta, save_probabilities=False, progress=tick)
+    labels = pred.labels
+    if not same_grid(labels, ref):
+        labels = sitk.Resample(labels, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    windows[key] = seen.get("total", 0)
+    arr = sitk.GetArrayViewFromImage(labels)
+    out = {r: np.isin(arr, nm.card.roles.get(r, ())) for r in roles}
+    return out, labels
 
 
 def _part_progress(progress: Progress | None, k: int, n: int) -> Progress | None:
@@ -505,9 +631,9 @@ def _infer(
     timings: dict[str, float],
 ) -> _Computed:
     """Breast and tumor models on one part; stage seconds are added to ``timings``."""
-    from breastai.inference import n_windows, sliding_window
+    from breastai.families import ModelInputs
+    from breastai.inference import n_windows
     from breastai.postprocess import bounding_box, breast_mask, tumor_mask
-    from breastai.preprocess import resample_to_reference
 
     ref = part.study.reference.image
     notes: list[str] = []
@@ -520,21 +646,69 @@ def _infer(
     # breast
     t0 = time.perf_counter()
     bm, bcard = models.breast, models.breast.card
-    blend_b = settings.blend or bcard.blending
-    b_prob = sliding_window(
-        part.breast_input,
-        bm.session.predictor(),
-        bcard.patch_zyx,
-        bcard.stride_zyx,
-        blend=blend_b,
-        batch_size=_batch(settings, bm.session.provider),
-        threshold=bcard.threshold,
-        progress=_stage_progress(progress, "breast"),
-    )
-    windows["breast"] = n_windows(part.breast_input.shape[-3:], bcard.patch_zyx, bcard.stride_zyx)
-    b_native = resample_to_reference(_image_like(b_prob, part.breast_grid), ref)
-    breast = breast_mask(b_native, bcard.threshold, one_breast=part.side is not None)
+    side_labels = None
+    if bm.nnunet is not None and part.breast_channels is not None:
+        masks, _ = _nnunet_labels(
+            bm,
+            part.breast_channels,
+            ref,
+            ("breast", "left", "right"),
+            settings,
+            _stage_progress(progress, "breast"),
+            windows,
+            "breast",
+        )
+        union = masks["breast"] | masks["left"] | masks["right"]
+        breast = _image_like(union.astype(np.uint8), ref)
+        if masks["left"].any() or masks["right"].any():
+            sides = np.zeros(union.shape, np.uint8)
+            sides[masks["right"]] = 1
+            sides[masks["left"]] = 2
+            side_labels = _image_like(sides, ref)
+    else:
+        b_native = bm.fam.predict(
+            ModelInputs(image=part.breast_input, grid=part.breast_grid, chosen=[0]),
+            bm.session,
+            ref,
+            card=bcard,
+            blend=settings.blend or bcard.blending,
+            batch_size=_batch(settings, bm.session.provider),
+            progress=_stage_progress(progress, "breast"),
+        )
+        windows["breast"] = n_windows(
+            part.breast_input.shape[-3:], bcard.patch_zyx, bcard.stride_zyx
+        )
+        breast = breast_mask(b_native, bcard.threshold, one_breast=part.side is not None)
     add_time("breast", t0)
+
+    if models.tumor.nnunet is not None and part.tumor_channels is not None:
+        t0 = time.perf_counter()
+        masks, _ = _nnunet_labels(
+            models.tumor,
+            part.tumor_channels,
+            ref,
+            ("tumor",),
+            settings,
+            _stage_progress(progress, "tumor"),
+            windows,
+            "tumor",
+        )
+        windows["tumor_roi_zyx"] = None
+        add_time("tumor", t0)
+        t0 = time.perf_counter()
+        if progress:
+            progress("postprocess", 0.0)
+        t_native = _image_like(masks["tumor"].astype(np.float32), ref)
+        tumor, removed = tumor_mask(
+            t_native,
+            0.5,
+            breast=breast if settings.use_breast_mask else None,
+            min_volume_mm3=settings.min_volume_mm3,
+        )
+        add_time("postprocess", t0)
+        if progress:
+            progress("postprocess", 1.0)
+        return _Computed(breast, tumor, t_native, removed, windows, notes, side_labels)
 
     # tumor
     t0 = time.perf_counter()
@@ -551,18 +725,18 @@ def _infer(
                 f"The breast model found no breast tissue{where}: the tumor mask is empty."
             )
     if skip:
-        t_prob = np.zeros(shape, np.float32)
+        t_native = _image_like(np.zeros(sitk.GetArrayViewFromImage(ref).shape, np.float32), ref)
         windows["tumor"] = 0
     else:
-        t_prob = sliding_window(
-            part.tumor_input,
-            tm.session.predictor(time_mask=part.time_mask),
-            tcard.patch_zyx,
-            tcard.stride_zyx,
+        t_native = tm.fam.predict(
+            ModelInputs(image=part.tumor_input, grid=part.tumor_grid, chosen=[]),
+            tm.session,
+            ref,
+            time_mask=part.time_mask,
+            card=tcard,
             blend=blend_t,
             batch_size=_batch(settings, tm.session.provider),
             roi=roi,
-            threshold=tcard.threshold,
             progress=_stage_progress(progress, "tumor"),
         )
         windows["tumor"] = n_windows(shape, tcard.patch_zyx, tcard.stride_zyx, roi)
@@ -574,8 +748,6 @@ def _infer(
     t0 = time.perf_counter()
     if progress:
         progress("postprocess", 0.0)
-    t_native = resample_to_reference(_image_like(t_prob, part.tumor_grid), ref)
-    t_native = sitk.Cast(t_native, sitk.sitkFloat32)
     tumor, removed = tumor_mask(
         t_native,
         tcard.threshold,
@@ -585,7 +757,7 @@ def _infer(
     add_time("postprocess", t0)
     if progress:
         progress("postprocess", 1.0)
-    return _Computed(breast, tumor, t_native, removed, windows, notes)
+    return _Computed(breast, tumor, t_native, removed, windows, notes, side_labels)
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -645,11 +817,17 @@ def _write_outputs(
         "tumor": settings.blend or models.tumor.card.blending,
     }
     minfo = {
-        "breast": models.breast.info(blend["breast"]),
-        "tumor": models.tumor.info(blend["tumor"]),
+        "breast": models.breast.info(blend["breast"], settings.tta),
+        "tumor": models.tumor.info(blend["tumor"], settings.tta),
     }
-    weights = {
-        task: {"name": m["name"], "sha256": m["sha256"], "demo": bool(m["demo"])}
+    weights: dict[str, dict[str, Any]] = {
+        task: {
+            "name": m["name"],
+            "sha256": m["sha256"],
+            "demo": bool(m["demo"]),
+            "family": m["family"],
+            **({"sha256s": m["sha256s"]} if "sha256s" in m else {}),
+        }
         for task, m in minfo.items()
     }
     demo = any(w["demo"] for w in weights.values())
@@ -677,6 +855,7 @@ def _write_outputs(
             breast_mask=comp.breast,
             min_volume_mm3=settings.min_volume_mm3,
             side=part.side,
+            side_labels=comp.side_labels,
         )
         for part, comp in zip(parts, comps, strict=True)
     }

@@ -315,6 +315,9 @@ class LesionReport:
     source: str | None = None
     warnings: list[str] = field(default_factory=list)
     stacks: dict[str, dict[str, Any]] | None = None
+    #: ``midline`` (LPS heuristic), ``breast model labels`` (a left/right breast model) or
+    #: ``split-bilateral stack``.
+    laterality_source: str = "midline"
 
     @property
     def lesion_count(self) -> int:
@@ -368,6 +371,7 @@ class LesionReport:
                 "size_xyz": list(self.size_xyz),
                 "midline_x_mm": _r(self.midline_x_mm, 2),
                 "laterality_rule": self.midline_rule,
+                "laterality_source": self.laterality_source,
                 "stacks": self.stacks,
             },
             "source": self.source,
@@ -718,6 +722,7 @@ def measure_lesions(
     min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3,
     label: int | None = None,
     side: str | None = None,
+    side_labels: sitk.Image | None = None,
 ) -> LesionReport:
     """Find and measure the lesions of a tumor mask.
 
@@ -739,6 +744,9 @@ def measure_lesions(
     side:
         ``"right"`` or ``"left"`` when the mask shows one breast only (a split-bilateral
         stack): every lesion gets this laterality instead of one found from the midline.
+    side_labels:
+        A breast model's sides on the mask's grid (0 none, 1 right, 2 left): each lesion takes
+        the side it overlaps most (the midline where it overlaps neither).
 
     Returns
     -------
@@ -775,8 +783,21 @@ def measure_lesions(
         found = _breast_midline(breast, aligned)
         if found is not None:
             midline, rule = found
+    source = "midline"
+    sides: NDArray[np.uint8] | None = None
     if side is not None:
         rule = f"the mask shows one breast (a split-bilateral stack): every lesion is {side}"
+        source = "split-bilateral stack"
+    elif side_labels is not None:
+        aligned_sides = align_to_grid(
+            side_labels, mask, what="breast side labels", onto="tumor mask", warnings=warnings
+        )
+        sides = np.asarray(sitk.GetArrayViewFromImage(aligned_sides), dtype=np.uint8)
+        rule = (
+            "the breast model's left/right labels: each lesion is on the side it overlaps most "
+            f"(where it overlaps neither: {rule})"
+        )
+        source = "breast model labels"
 
     # Label components inside the foreground's bounding box only (fast on large, sparse masks).
     labels_full = np.zeros(size_zyx, dtype=np.int32) if study is not None else None
@@ -827,6 +848,11 @@ def measure_lesions(
                     window,
                 )
             )
+            if sides is not None:
+                over = sides[glob][crop]
+                n_right, n_left = int((over == 1).sum()), int((over == 2).sum())
+                if n_right or n_left:
+                    lesions[-1].laterality = "left" if n_left > n_right else "right"
     if dropped:
         log.info("dropped %d component(s) smaller than %g mm3", dropped, min_volume_mm3)
     if study is not None and lesions and labels_full is not None:
@@ -843,6 +869,7 @@ def measure_lesions(
         size_xyz=(int(size_zyx[2]), int(size_zyx[1]), int(size_zyx[0])),
         midline_x_mm=midline,
         midline_rule=rule,
+        laterality_source=source,
         dropped_components=dropped,
         label=label,
         warnings=warnings,
@@ -890,6 +917,7 @@ def merge_reports(parts: Mapping[str, LesionReport]) -> LesionReport:
         size_xyz=first.size_xyz,
         midline_x_mm=None,
         midline_rule="split-bilateral stacks: each lesion is on its stack's side",
+        laterality_source="split-bilateral stack",
         dropped_components=sum(r.dropped_components for r in reports),
         label=first.label,
         source=first.source,

@@ -330,7 +330,11 @@ def _prepare(
         if "breast" in tasks:
             breast_cases.append(prepare_images(case_id, phases[:1], breast, None, plan.breast))
         if "tumor" in tasks:
-            tumor_cases.append(prepare_images(case_id, phases, breast, tumor, plan.tumor))
+            tumor_cases.append(
+                prepare_images(
+                    case_id, phases, breast, tumor, plan.tumor, times_s=list(case.times_s)
+                )
+            )
         del case, phases
     return breast_cases, tumor_cases
 

@@ -42,9 +42,6 @@ from breastai.errors import InputError, OutputError, ParameterError
 from breastai.io.atomic import atomic_file
 from breastai.preprocess import (
     assemble_slots,
-    choose_phases,
-    normalise_p1p99_minmax,
-    normalise_seed,
     resample_to_spacing,
 )
 from breastai.training.networks import SeedTumorNet, build_network
@@ -418,14 +415,30 @@ def prepare_case(case_dir: Path, options: TrainOptions) -> PreparedCase:
     return prepare_images(case_dir.name, phases, _read(case_dir / "breast.nii.gz"), tumor, options)
 
 
+def model_family(options: TrainOptions) -> Any:
+    """The :mod:`breastai.families` family a trained model runs as (its exported card says the
+    same normalisation: :func:`breastai.training.export` writes ``seed`` / ``p1p99-minmax``)."""
+    from breastai.families import SeedFamily, UNetFamily
+
+    sp = tuple(float(v) for v in options.spacing_zyx)
+    if options.task == "breast":
+        return UNetFamily(sp, "p1p99-minmax")  # type: ignore[arg-type]
+    return SeedFamily(sp, int(options.network.get("slots", 6)), None, "seed")  # type: ignore[arg-type]
+
+
 def prepare_images(
     case_id: str,
     phases: Sequence[sitk.Image],
     breast_mask: sitk.Image,
     tumor_mask: sitk.Image | None,
     options: TrainOptions,
+    *,
+    times_s: Sequence[float | None] | None = None,
 ) -> PreparedCase:
     """Bring one case's images to the model grid with the inference preprocessing.
+
+    The image is the model family's :meth:`~breastai.families.ModelFamily.prepare` -- the very
+    function ``segment`` calls -- so phase choice, resampling and normalisation cannot drift.
 
     Parameters
     ----------
@@ -439,6 +452,9 @@ def prepare_images(
         Tumor mask (0/1) on the phases' grid (tumor task only).
     options:
         Task, spacing, patch and (tumor) phase slots.
+    times_s:
+        Phase times in seconds (the tumor phases are chosen by time, as at inference; None:
+        unknown, index order).
 
     Returns
     -------
@@ -449,25 +465,19 @@ def prepare_images(
     InputError
         Phases and masks on different grids, or a missing tumor mask.
     """
+    from breastai.families import study_from_phases
+
     sp = options.spacing_zyx
     breast = _mask_on_grid(breast_mask, sp)
+    study = study_from_phases(phases, times_s, case_id)
     if options.task == "breast":
-        p0 = resample_to_spacing(sitk.Cast(phases[0], sitk.sitkFloat32), sp, canonical=True)
-        image = normalise_p1p99_minmax(sitk.GetArrayFromImage(p0))[None]
+        image = model_family(options).prepare(study).image
         target = breast
         box = ((0, breast.shape[0]), (0, breast.shape[1]), (0, breast.shape[2]))
     else:
         if tumor_mask is None:
             raise InputError(f"Case {case_id}: the tumor task needs a tumor mask.")
-        slots = int(options.network.get("slots", 6))
-        chosen, _ = choose_phases([None] * len(phases), slots)
-        arrays = [
-            sitk.GetArrayFromImage(
-                resample_to_spacing(sitk.Cast(phases[i], sitk.sitkFloat32), sp, canonical=True)
-            )
-            for i in chosen
-        ]
-        image = np.stack(normalise_seed(arrays)).astype(np.float32)
+        image = model_family(options).prepare(study).image
         target = _mask_on_grid(tumor_mask, sp)
         box = _bbox(breast)
     if target.shape != image.shape[1:]:
