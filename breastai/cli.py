@@ -558,6 +558,10 @@ def segment(
     pacs_study: Annotated[str | None, typer.Option("--study", help=_STUDY_HELP)] = None,
     send_to: Annotated[str | None, typer.Option("--send-to", help=_SEND_TO_HELP)] = None,
     send_preview: Annotated[bool, typer.Option("--send-preview", help=_PREVIEW_HELP)] = False,
+    times: Annotated[
+        str | None,
+        typer.Option("--times", help="Phase times in seconds, comma-separated (e.g. 0,60,120)."),
+    ] = None,
 ) -> None:
     """Segment breast and tumor, write NIfTI masks, DICOM-SEG, report, preview and manifest.
 
@@ -583,6 +587,7 @@ def segment(
         studies += read_study_list(studies_from)
     series = tuple(s.strip() for item in (dce_series or ()) for s in item.split(",") if s.strip())
     studies = _check_pacs_options(studies, from_pacs, pacs_study, send_to, send_preview)
+    phase_times = _parse_times(times)
     if from_pacs is not None and ray_address is not None:
         from breastai.errors import ParameterError
 
@@ -600,6 +605,8 @@ def segment(
         force=force,
         threads=threads,
         dce_series=series,
+        study_uid=None if from_pacs is not None else pacs_study,
+        times=None if phase_times is None else tuple(phase_times),
         tta=not no_tta,
     )
     show = not quiet and not json_output
@@ -1320,7 +1327,10 @@ _FROM_PACS_HELP = (
     "with --study. Credentials: BREASTAI_DICOMWEB_USER + BREASTAI_DICOMWEB_PASSWORD or "
     "BREASTAI_DICOMWEB_TOKEN, or the config file (docs/pacs.md); never on the command line."
 )
-_STUDY_HELP = "StudyInstanceUID to fetch with --from-pacs."
+_STUDY_HELP = (
+    "StudyInstanceUID: the study to read when a folder holds several, or to fetch with "
+    "--from-pacs."
+)
 _SEND_TO_HELP = (
     "Store the DICOM-SEG and the SR into the same study on this DICOMweb server (STOW-RS)."
 )
@@ -1337,10 +1347,10 @@ def _check_pacs_options(
     from breastai.errors import ParameterError
 
     if from_pacs is None:
-        if study is not None or send_to is not None or send_preview:
+        if send_to is not None or send_preview:
             raise ParameterError(
-                "--study, --send-to and --send-preview go with --from-pacs URL; folder studies "
-                "are not sent to a PACS."
+                "--send-to and --send-preview go with --from-pacs URL; folder studies are not "
+                "sent to a PACS."
             )
         if not study_dirs:
             raise ParameterError(

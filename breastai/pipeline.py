@@ -99,6 +99,10 @@ class Settings:
         ``fp32`` | ``bf16`` (bf16: OpenVINO on a CPU with native bfloat16; outputs differ a little).
     dce_series:
         DICOM SeriesInstanceUIDs (or numbers) of the DCE acquisition, overriding the reader.
+    study_uid:
+        DICOM: the StudyInstanceUID to read when a folder holds several studies.
+    times:
+        Phase times in seconds, overriding the DICOM clocks (and giving NIfTI phases times).
     min_volume_mm3:
         Smallest tumor component kept.
     roi_margin_mm:
@@ -125,6 +129,8 @@ class Settings:
     runtime: str = "auto"
     precision: str = "fp32"
     dce_series: tuple[str, ...] = ()
+    study_uid: str | None = None
+    times: tuple[float, ...] | None = None
     min_volume_mm3: float = 10.0
     roi_margin_mm: float = 8.0
     write_seg: bool = True
@@ -147,6 +153,7 @@ class Settings:
         d = asdict(self)
         d["weights_file"] = str(self.weights_file) if self.weights_file else None
         d["dce_series"] = list(self.dce_series)
+        d["times"] = None if self.times is None else list(self.times)
         return d
 
 
@@ -395,7 +402,12 @@ def _prepare(
     else:
         from breastai.io import load_study
 
-        study = load_study(Path(study_or_path), dce_series=settings.dce_series)
+        study = load_study(
+            Path(study_or_path),
+            dce_series=settings.dce_series,
+            study_uid=settings.study_uid,
+            times=settings.times,
+        )
     name = _study_name(study_or_path if not isinstance(study_or_path, Study) else study)
     timings["read"] = time.perf_counter() - t0
     if progress:

@@ -237,3 +237,22 @@ def test_doctor_library_and_cli() -> None:
     assert json.loads(res.stdout)["reason"] == report.reason
     table = runner.invoke(app, ["doctor", "--no-session"], terminal_width=200)
     assert table.exit_code == 0 and "ONNX Runtime" in table.stdout and "CPU" in table.stdout
+
+
+def test_segment_study_and_times_as_info_has_them(models: dict[str, Path], tmp_path: Path) -> None:
+    """`segment --study UID` reads one study of a folder holding two; `--times` sets the clocks."""
+    make_study(tmp_path / "two" / "a", shape_zyx=SHAPE, tag="a", study_uid="1.2.826.0.1.9.1")
+    make_study(tmp_path / "two" / "b", shape_zyx=SHAPE, tag="b", study_uid="1.2.826.0.1.9.2")
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["segment", str(tmp_path / "two"), *_seg_args(models, out)])
+    assert res.exit_code == 1 and "holds 2 studies" in res.stderr
+    args = [*_seg_args(models, out), "--study", "1.2.826.0.1.9.2", "--times", "0,70,140"]
+    res = runner.invoke(app, ["segment", str(tmp_path / "two"), *args])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads(
+        (out / study_folder_name(tmp_path / "two") / "manifest.json").read_text()
+    )
+    assert manifest["study"]["study_uid"] == "1.2.826.0.1.9.2"
+    assert [p["time_s"] for p in manifest["phases"]] == [0.0, 70.0, 140.0]
+    res = runner.invoke(app, ["segment", str(tmp_path / "two"), *args, "--times", "0,x"])
+    assert res.exit_code != 0 and "--times" in res.output
