@@ -129,5 +129,7 @@ def test_random_fov_breasts_only_keeps_the_breasts() -> None:
     assert one.breast.shape[2] < case.breast.shape[2] and one.breast.sum() < case.breast.sum()
     with pytest.raises(ParameterError, match="fov kind"):
         random_fov(case, np.random.default_rng(0), "moon")
+    with pytest.raises(ParameterError, match="anatomy knobs"):
+        generate_case(1, skin_mm=20.0, **SMALL)
     with pytest.raises(ParameterError, match="appearance"):
         generate_randomised_case(1, appearance=2.0)

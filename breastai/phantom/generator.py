@@ -342,6 +342,23 @@ def _resolve(
         raise ParameterError(
             f"label_policy must be 'malignant_only' or 'all_lesions'; got {p.label_policy!r}."
         )
+    if not (
+        0.5 <= min(p.chest_scale) <= max(p.chest_scale) <= 1.6
+        and 0.2 <= p.skin_mm <= 6.0
+        and min(p.fat_scale, p.pec_scale, p.heart_scale) >= 0.2
+        and max(p.fat_scale, p.pec_scale, p.heart_scale) <= 3.0
+        and 0.6 <= p.breast_sep <= 1.4
+        and 0.2 <= p.breast_centre_w <= 0.8
+        and all(abs(x) <= 0.8 for x in p.breast_shear)
+        and (p.breast_aspect is None or 0.3 <= min(p.breast_aspect) <= max(p.breast_aspect) <= 3)
+    ):
+        raise ParameterError(
+            "anatomy knobs out of range: need chest_scale 0.5..1.6, skin_mm 0.2..6, fat/pec/heart "
+            "scale 0.2..3, breast_sep 0.6..1.4, breast_centre_w 0.2..0.8, |breast_shear| <= 0.8 "
+            f"and breast_aspect 0.3..3; got {p.chest_scale}, {p.skin_mm}, {p.fat_scale}/"
+            f"{p.pec_scale}/{p.heart_scale}, {p.breast_sep}, {p.breast_centre_w}, "
+            f"{p.breast_shear}, {p.breast_aspect}."
+        )
     # random draws (always in the same order, so a seed fixes everything)
     draws = rng.random(8)
     if p.breast_ml is None:

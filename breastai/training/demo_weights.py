@@ -13,8 +13,15 @@ breast U-Net (4 mm grid) and a small seed-architecture tumor network (2 mm grid,
 (``demo-breast.onnx``, ``demo-tumor.onnx``) and writes their sha256, patch, stride, spacing and
 threshold into the repository's weights.toml (``breastai.weights.update_bundled_entry``).
 
-It is sized for a 2-core CPU (about 60 minutes); each training stage also has a wall-clock
-budget so a busy machine cannot stretch it much further (a stage cut short says so in the log).
+With ``--recipe randomised`` (the default) it adds domain-randomised phantoms
+(:mod:`breastai.phantom.randomise`: random anatomy, acquisition, field of view and per-tissue
+appearance) and augments every patch (:mod:`breastai.training.augment`); ``--recipe phantom`` is the
+earlier recipe (presets only, left-right flips).
+
+It is sized for a 2-core CPU (about 60 minutes for "phantom", 80 for "randomised"); each training
+stage also has a wall-clock budget so a busy machine cannot stretch it much further (a stage cut
+short says so in the log). ``--install-from DIR`` installs the models of a finished ``--out DIR``
+run as the bundled ones (copies the ONNX files, writes their weights.toml entries).
 ``--smoke`` runs the same code on 2 small cases with a few steps (< 60 s) and touches no
 weights.toml unless ``--weights-toml`` is given.
 """
