@@ -326,3 +326,41 @@ def test_augment_option_is_checked_and_stored(tmp_path: Path, dataset: Path) -> 
     res = train(dataset, tmp_path / "run", opts)
     saved = TrainOptions.from_dict(load_checkpoint(res.last_checkpoint)["options"])
     assert saved.augment == "dr"
+
+
+def test_install_demo_weights_checks_the_card(tmp_path: Path) -> None:
+    import shutil
+    import tomllib
+
+    from breastai.errors import InputError
+    from breastai.training.demo_weights import TRAINING_DATA, install_demo_weights
+    from breastai.weights import package_weights_file, sha256_file
+
+    run = tmp_path / "run"
+    run.mkdir()
+    onnx = run / "demo-breast.onnx"
+    onnx.write_bytes(b"not really a network, but bytes with a hash")
+    card = (
+        'schema_version = 1\n\n[models.demo-breast]\ntask = "breast"\n'
+        'filename = "demo-breast.onnx"\n'
+        f'sha256 = "{sha256_file(onnx)}"\n'
+        "patch_zyx = [32, 64, 64]\nstride_zyx = [16, 32, 32]\nspacing_zyx = [4.0, 4.0, 4.0]\n"
+        'threshold = 0.5\nblending = "gaussian"\n'
+    )
+    (run / "demo-breast.toml").write_text(card)
+    toml = tmp_path / "weights.toml"
+    shutil.copy(package_weights_file(), toml)
+    models = tmp_path / "models"
+    models.mkdir()
+    out = install_demo_weights(run, models_dir=models, weights_toml=toml, tasks=("breast",))
+    assert out == [models / "demo-breast.onnx"]
+    assert (models / "demo-breast.onnx").read_bytes() == onnx.read_bytes()
+    entry = tomllib.loads(toml.read_text())["models"]["demo-breast"]
+    assert entry["sha256"] == sha256_file(onnx)
+    assert entry["training_data"] == TRAINING_DATA["randomised"]
+    # a file that no longer matches its card is refused, and nothing is installed for it
+    onnx.write_bytes(b"changed after export")
+    with pytest.raises(InputError, match="sha256"):
+        install_demo_weights(run, models_dir=models, weights_toml=toml, tasks=("breast",))
+    with pytest.raises(InputError, match="demo-tumor"):
+        install_demo_weights(run, models_dir=models, weights_toml=toml, tasks=("tumor",))
