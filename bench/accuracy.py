@@ -21,7 +21,8 @@ Usage (about 15 s per case and model pair on 2 CPU cores)::
 
     python bench/accuracy.py --cases 24 [--work DIR] [--weights NAME] [--breast-weights NAME]
         [--seed-base 900000] [--runtime auto|onnxruntime|openvino] [--precision fp32|bf16]
-        [--sets indist,oof] [--oof-cases 8] [--oof-seed-base 700000] [--candidate DIR]
+        [--sets indist,oof] [--oof-cases 8] [--oof-seed-base 700000]
+        [--candidate [LABEL=]DIR[:breast|:tumor] ...]
         [--json PATH]
 
 ``--seed-base 800000`` gives the second held-out set, the one to tune recipes on; report on
@@ -33,7 +34,8 @@ kinetics that no training recipe samples; seeds 700000+, layouts ge / siemens / 
 ``--candidate DIR`` also runs the model pair ``DIR/demo-breast.onnx`` + ``DIR/demo-tumor.onnx``
 (with their sidecar cards, as ``python -m breastai.training.demo_weights --out DIR`` writes
 them) on the same studies in the same run, so old and new models are compared on identical
-inputs; the summary then has one row per set and model pair.
+inputs; the summary then has one row per set and model pair. ``--candidate new=DIR:breast``
+pairs DIR's breast model with the bundled tumor model (repeat ``--candidate`` for several).
 
 Prints a markdown report for bench/RESULTS.md. Research use only, not a medical device.
 """
@@ -243,9 +245,11 @@ def main() -> None:
     parser.add_argument("--oof-seed-base", type=int, default=700_000)
     parser.add_argument(
         "--candidate",
-        type=Path,
-        default=None,
-        help="folder with demo-breast.onnx + demo-tumor.onnx (and cards): compared in this run",
+        action="append",
+        default=[],
+        metavar="[LABEL=]DIR[:breast|:tumor]",
+        help="folder with demo-breast.onnx + demo-tumor.onnx (and cards), compared in this run; "
+        "':breast' / ':tumor' takes only that model from DIR (the other stays bundled); repeatable",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
     args = parser.parse_args()
@@ -254,18 +258,16 @@ def main() -> None:
     pairs = [
         ("bundled", Settings(weights=args.weights, breast_weights=args.breast_weights, **common))
     ]
-    if args.candidate is not None:
-        cand = args.candidate.resolve()
-        pairs.append(
-            (
-                "candidate",
-                Settings(
-                    weights=str(cand / "demo-tumor.onnx"),
-                    breast_weights=str(cand / "demo-breast.onnx"),
-                    **common,
-                ),
-            )
-        )
+    for i, spec in enumerate(args.candidate):
+        label, _, rest = spec.rpartition("=")
+        folder, _, only = rest.partition(":")
+        if only not in ("", "breast", "tumor"):
+            raise SystemExit(f"--candidate {spec!r}: the suffix must be ':breast' or ':tumor'")
+        cand = Path(folder).resolve()
+        tumor = str(cand / "demo-tumor.onnx") if only in ("", "tumor") else args.weights
+        breast = str(cand / "demo-breast.onnx") if only in ("", "breast") else args.breast_weights
+        label = label or ("candidate" if i == 0 else f"candidate{i + 1}")
+        pairs.append((label, Settings(weights=tumor, breast_weights=breast, **common)))
     models = {label: load_models(settings) for label, settings in pairs}
     t0 = time.perf_counter()
     studies = _studies(args, work)
