@@ -252,6 +252,9 @@ def main() -> None:
         "':breast' / ':tumor' takes only that model from DIR (the other stays bundled); repeatable",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
+    parser.add_argument(
+        "--no-bundled", action="store_true", help="run only the candidates (not the bundled pair)"
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="breastai-accuracy-"))
     common = {"device": "cpu", "force": True, "runtime": args.runtime, "precision": args.precision}
@@ -268,6 +271,8 @@ def main() -> None:
         breast = str(cand / "demo-breast.onnx") if only in ("", "breast") else args.breast_weights
         label = label or ("candidate" if i == 0 else f"candidate{i + 1}")
         pairs.append((label, Settings(weights=tumor, breast_weights=breast, **common)))
+    if args.no_bundled and len(pairs) > 1:
+        pairs = pairs[1:]
     models = {label: load_models(settings) for label, settings in pairs}
     t0 = time.perf_counter()
     studies = _studies(args, work)
