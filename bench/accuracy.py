@@ -17,13 +17,25 @@ folder then holds ``breast_R/L.nii.gz`` and ``tumor_R/L.nii.gz`` (each on its ow
 instead of ``breast.nii.gz``/``tumor.nii.gz``; each side is resampled onto the truth grid (nearest
 neighbour) and the union is scored. Both output forms are read.
 
-Usage (about 15 s per case on 2 CPU cores)::
+Usage (about 15 s per case and model pair on 2 CPU cores)::
 
     python bench/accuracy.py --cases 24 [--work DIR] [--weights NAME] [--breast-weights NAME]
         [--seed-base 900000] [--runtime auto|onnxruntime|openvino] [--precision fp32|bf16]
+        [--sets indist,oof] [--oof-cases 8] [--oof-seed-base 700000]
+        [--candidate [LABEL=]DIR[:breast|:tumor] ...]
+        [--json PATH]
 
 ``--seed-base 800000`` gives the second held-out set, the one to tune recipes on; report on
 900000+. A different seed base needs its own ``--work`` folder (studies are named by index).
+
+Evaluation sets (``--sets``): ``indist`` = the phantom studies above; ``oof`` = out-of-family
+studies from ``bench/oof_phantom.py`` (a second generator with its own anatomy, contrast and
+kinetics that no training recipe samples; seeds 700000+, layouts ge / siemens / philips).
+``--candidate DIR`` also runs the model pair ``DIR/demo-breast.onnx`` + ``DIR/demo-tumor.onnx``
+(with their sidecar cards, as ``python -m breastai.training.demo_weights --out DIR`` writes
+them) on the same studies in the same run, so old and new models are compared on identical
+inputs; the summary then has one row per set and model pair. ``--candidate new=DIR:breast``
+pairs DIR's breast model with the bundled tumor model (repeat ``--candidate`` for several).
 
 Prints a markdown report for bench/RESULTS.md. Research use only, not a medical device.
 """
@@ -103,6 +115,117 @@ def read_mask(out_dir: Path, kind: str, truth: sitk.Image) -> sitk.Image:
     return union_on_grid(parts, truth)
 
 
+def _oof_module() -> Any:
+    """bench/oof_phantom.py (bench is not a package: load it by path)."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parent / "oof_phantom.py"
+    spec = importlib.util.spec_from_file_location("breastai_bench_oof_phantom", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _studies(args: argparse.Namespace, work: Path) -> list[tuple[str, str, Path]]:
+    """(set, name, study folder) of every study, generated into ``work`` when missing."""
+    out: list[tuple[str, str, Path]] = []
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    unknown = set(sets) - {"indist", "oof"}
+    if unknown:
+        raise SystemExit(f"--sets takes indist and/or oof, got {sorted(unknown)}")
+    if "indist" in sets:
+        presets, layouts = list(PRESETS), list(LAYOUTS)
+        for i in range(args.cases):
+            preset, layout = presets[i % len(presets)], layouts[i % len(layouts)]
+            orientation = ORIENTATIONS[(i // len(layouts)) % len(ORIENTATIONS)]
+            if layout == "split-bilateral" and orientation != "sagittal":
+                orientation = "sagittal"  # split bilateral stacks are a sagittal protocol
+            name = f"case{i:02d}-{layout}-{preset}-{orientation}"
+            study_dir = work / name
+            if not study_dir.exists():
+                make_demo_study(
+                    study_dir,
+                    layout=layout,
+                    preset=preset,
+                    seed=args.seed_base + i,
+                    orientation=orientation,
+                )
+            out.append(("indist", name, study_dir))
+    if "oof" in sets:
+        oof = _oof_module()
+        for i in range(args.oof_cases):
+            layout = ("ge", "siemens", "philips")[i % 3]
+            seed = args.oof_seed_base + i
+            name = f"oof{i:02d}-{layout}-s{seed}"
+            study_dir = work / "oof" / name
+            if not study_dir.exists():
+                study_dir.parent.mkdir(parents=True, exist_ok=True)
+                oof.make_oof_study(study_dir, seed, layout=layout)
+            out.append(("oof", name, study_dir))
+    return out
+
+
+def _score(
+    out_dir: Path, study_dir: Path, name: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    truth_dir = study_dir / "truth"
+    truth = json.loads((truth_dir / "truth.json").read_text())
+    truth_breast = sitk.ReadImage(str(truth_dir / "breast.nii.gz"))
+    truth_tumor = sitk.ReadImage(str(truth_dir / "tumor.nii.gz"))
+    tumor = read_mask(out_dir, "tumor", truth_tumor)
+    breast = evaluate_case(read_mask(out_dir, "breast", truth_breast), truth_breast, case=name)
+    tum = evaluate_case(tumor, truth_tumor, case=name)
+    rows = _lesion_rows(tumor, sitk.ReadImage(str(truth_dir / "lesions.nii.gz")), truth)
+    case = {
+        "case": name,
+        "breast_dice": breast.dice,
+        "tumor_dice": tum.dice,
+        "sensitivity": tum.sensitivity,
+        "hd95": tum.hd95_mm,
+        "fp": tum.fp,
+        "gt_empty": tum.gt_empty,
+        "lesions": len(rows),
+        "detected": sum(r["detected"] for r in rows),
+    }
+    return case, rows
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.3f}"
+
+
+def _summary(cases: list[dict[str, Any]], lesions: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [c for c in cases if "error" not in c]
+    with_gt = [c for c in ok if not c["gt_empty"]]
+    hd = [c["hd95"] for c in with_gt if math.isfinite(c["hd95"])]
+    det = sum(r["detected"] for r in lesions)
+    return {
+        "studies": len(cases),
+        "ok": len(ok),
+        "breast_dice": statistics.fmean(c["breast_dice"] for c in ok) if ok else math.nan,
+        "tumor_dice": statistics.fmean(c["tumor_dice"] for c in with_gt) if with_gt else math.nan,
+        "with_lesion": len(with_gt),
+        "lesions": len(lesions),
+        "detected": det,
+        "fp_per_study": statistics.fmean(c["fp"] for c in ok) if ok else math.nan,
+        "median_hd95": statistics.median(hd) if hd else math.nan,
+        "bins": [
+            {
+                "bin": label,
+                "lesions": len(sel),
+                "detected": sum(r["detected"] for r in sel),
+                "dice": statistics.fmean(r["dice"] for r in sel) if sel else math.nan,
+            }
+            for lo, hi, label in BINS
+            for sel in [[r for r in lesions if lo <= r["diameter_mm"] < hi]]
+        ],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=24)
@@ -117,110 +240,123 @@ def main() -> None:
     )
     parser.add_argument("--runtime", default="auto", help="auto | onnxruntime | openvino")
     parser.add_argument("--precision", default="fp32", help="fp32 | bf16 (OpenVINO)")
+    parser.add_argument("--sets", default="indist", help="indist, oof or indist,oof")
+    parser.add_argument("--oof-cases", type=int, default=8)
+    parser.add_argument("--oof-seed-base", type=int, default=700_000)
+    parser.add_argument(
+        "--candidate",
+        action="append",
+        default=[],
+        metavar="[LABEL=]DIR[:breast|:tumor]",
+        help="folder with demo-breast.onnx + demo-tumor.onnx (and cards), compared in this run; "
+        "':breast' / ':tumor' takes only that model from DIR (the other stays bundled); repeatable",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
+    parser.add_argument(
+        "--no-bundled", action="store_true", help="run only the candidates (not the bundled pair)"
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="breastai-accuracy-"))
-    settings = Settings(
-        device="cpu",
-        weights=args.weights,
-        breast_weights=args.breast_weights,
-        force=True,
-        runtime=args.runtime,
-        precision=args.precision,
-    )
-    models = load_models(settings)
-    presets, layouts = list(PRESETS), list(LAYOUTS)
-    cases, lesions = [], []
+    common = {"device": "cpu", "force": True, "runtime": args.runtime, "precision": args.precision}
+    pairs = [
+        ("bundled", Settings(weights=args.weights, breast_weights=args.breast_weights, **common))
+    ]
+    for i, spec in enumerate(args.candidate):
+        label, _, rest = spec.rpartition("=")
+        folder, _, only = rest.partition(":")
+        if only not in ("", "breast", "tumor"):
+            raise SystemExit(f"--candidate {spec!r}: the suffix must be ':breast' or ':tumor'")
+        cand = Path(folder).resolve()
+        tumor = str(cand / "demo-tumor.onnx") if only in ("", "tumor") else args.weights
+        breast = str(cand / "demo-breast.onnx") if only in ("", "breast") else args.breast_weights
+        label = label or ("candidate" if i == 0 else f"candidate{i + 1}")
+        pairs.append((label, Settings(weights=tumor, breast_weights=breast, **common)))
+    if args.no_bundled and len(pairs) > 1:
+        pairs = pairs[1:]
+    models = {label: load_models(settings) for label, settings in pairs}
     t0 = time.perf_counter()
-    for i in range(args.cases):
-        preset, layout = presets[i % len(presets)], layouts[i % len(layouts)]
-        orientation = ORIENTATIONS[(i // len(layouts)) % len(ORIENTATIONS)]
-        if layout == "split-bilateral" and orientation != "sagittal":
-            orientation = "sagittal"  # split bilateral stacks are a sagittal protocol
-        name = f"case{i:02d}-{layout}-{preset}-{orientation}"
-        study_dir = work / name
-        if not study_dir.exists():
-            make_demo_study(
-                study_dir,
-                layout=layout,
-                preset=preset,
-                seed=args.seed_base + i,
-                orientation=orientation,
+    studies = _studies(args, work)
+    print(f"# {len(studies)} studies ready ({time.perf_counter() - t0:.0f} s)", flush=True)
+    results: dict[tuple[str, str], tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    for set_name, name, study_dir in studies:
+        for label, settings in pairs:
+            cases, lesions = results.setdefault((set_name, label), ([], []))
+            res = segment_study(
+                study_dir / "dicom",
+                out_dir=work / "out" / label / name,
+                settings=settings,
+                models=models[label],
             )
-        res = segment_study(
-            study_dir / "dicom", out_dir=work / "out" / name, settings=settings, models=models
-        )
-        if not res.ok or res.out_dir is None:
-            cases.append({"case": name, "error": res.error})
-            continue
-        truth_dir = study_dir / "truth"
-        truth = json.loads((truth_dir / "truth.json").read_text())
-        truth_breast = sitk.ReadImage(str(truth_dir / "breast.nii.gz"))
-        truth_tumor = sitk.ReadImage(str(truth_dir / "tumor.nii.gz"))
-        tumor = read_mask(res.out_dir, "tumor", truth_tumor)
-        breast = evaluate_case(
-            read_mask(res.out_dir, "breast", truth_breast), truth_breast, case=name
-        )
-        tum = evaluate_case(tumor, truth_tumor, case=name)
-        rows = _lesion_rows(tumor, sitk.ReadImage(str(truth_dir / "lesions.nii.gz")), truth)
-        lesions.extend(rows)
-        cases.append(
-            {
-                "case": name,
-                "breast_dice": breast.dice,
-                "tumor_dice": tum.dice,
-                "sensitivity": tum.sensitivity,
-                "hd95": tum.hd95_mm,
-                "fp": tum.fp,
-                "gt_empty": tum.gt_empty,
-                "lesions": len(rows),
-            }
-        )
-        print(
-            f"# {name}: breast {breast.dice:.3f} tumor {tum.dice:.3f} fp {tum.fp} "
-            f"({time.perf_counter() - t0:.0f} s)",
-            flush=True,
-        )
-
-    def fmt(v: float | None) -> str:
-        return "-" if v is None or not math.isfinite(v) else f"{v:.3f}"
-
-    print("\n| case | breast Dice | tumor Dice | tumor sensitivity | HD95 mm | FP lesions |")
-    print("|---|---|---|---|---|---|")
-    for c in cases:
-        if "error" in c:
-            print(f"| {c['case']} | failed: {c['error']} | | | | |")
-            continue
-        td = "- (no target lesion)" if c["gt_empty"] else fmt(c["tumor_dice"])
-        print(
-            f"| {c['case']} | {fmt(c['breast_dice'])} | {td} | {fmt(c['sensitivity'])} "
-            f"| {fmt(c['hd95'])} | {c['fp']} |"
-        )
-    ok = [c for c in cases if "error" not in c]
-    with_gt = [c for c in ok if not c["gt_empty"]]
-    hd = [c["hd95"] for c in with_gt if math.isfinite(c["hd95"])]
-    print(
-        f"\nCases: {len(ok)} ok of {len(cases)}. Mean breast Dice "
-        f"{statistics.fmean(c['breast_dice'] for c in ok):.3f}; mean tumor Dice "
-        f"{statistics.fmean(c['tumor_dice'] for c in with_gt):.3f} over {len(with_gt)} cases "
-        f"with a target lesion; median HD95 {statistics.median(hd) if hd else float('nan'):.1f} "
-        f"mm; false-positive lesions per case {statistics.fmean(c['fp'] for c in ok):.2f}."
-    )
-    print("\n| true lesion size | lesions | detected (sensitivity) | mean local Dice |")
-    print("|---|---|---|---|")
-    for lo, hi, label in BINS:
-        sel = [r for r in lesions if lo <= r["diameter_mm"] < hi]
-        if sel:
-            det = sum(r["detected"] for r in sel)
+            if not res.ok or res.out_dir is None:
+                cases.append({"case": name, "error": res.error})
+                continue
+            case, rows = _score(res.out_dir, study_dir, name)
+            cases.append(case)
+            lesions.extend(rows)
             print(
-                f"| {label} | {len(sel)} | {det} ({det / len(sel):.2f}) | "
-                f"{statistics.fmean(r['dice'] for r in sel):.3f} |"
+                f"# {set_name} {label} {name}: breast {case['breast_dice']:.3f} tumor "
+                f"{case['tumor_dice']:.3f} fp {case['fp']} ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
             )
-        else:
-            print(f"| {label} | 0 | - | - |")
+    labels = [label for label, _ in pairs]
+    summaries: dict[str, dict[str, Any]] = {}
+    for set_name in dict.fromkeys(s for s, _, _ in studies):
+        print(f"\n### {set_name}: per study ({' / '.join(labels)})\n")
+        print("| case | breast Dice | tumor Dice | tumor sensitivity | FP lesions |")
+        print("|---|---|---|---|---|")
+        per = [results[(set_name, label)][0] for label in labels]
+        for row in zip(*per, strict=True):
+            if any("error" in c for c in row):
+                print(f"| {row[0]['case']} | failed: {[c.get('error') for c in row]} | | | |")
+                continue
+            td = (
+                "- (no target lesion)"
+                if row[0]["gt_empty"]
+                else " / ".join(_fmt(c["tumor_dice"]) for c in row)
+            )
+            print(
+                f"| {row[0]['case']} | {' / '.join(_fmt(c['breast_dice']) for c in row)} | {td} "
+                f"| {' / '.join(_fmt(c['sensitivity']) for c in row)} "
+                f"| {' / '.join(str(c['fp']) for c in row)} |"
+            )
+        for label in labels:
+            summaries[f"{set_name}/{label}"] = _summary(*results[(set_name, label)])
     print(
-        f"\nTotal {time.perf_counter() - t0:.0f} s; {models.runtime} {models.precision} on "
-        f"{models.device}; work folder {work}"
+        "\n| set | models | studies ok | mean breast Dice | mean tumor Dice (studies with a "
+        "lesion) | lesions detected | FP lesions per study | median HD95 mm |"
     )
+    print("|---|---|---|---|---|---|---|---|")
+    for key, sm in summaries.items():
+        set_name, label = key.split("/")
+        det = f"{sm['detected']} of {sm['lesions']}"
+        if sm["lesions"]:
+            det += f" ({sm['detected'] / sm['lesions']:.2f})"
+        print(
+            f"| {set_name} | {label} | {sm['ok']} of {sm['studies']} | {_fmt(sm['breast_dice'])} "
+            f"| {_fmt(sm['tumor_dice'])} ({sm['with_lesion']}) | {det} "
+            f"| {sm['fp_per_study']:.2f} | {sm['median_hd95']:.1f} |"
+        )
+    print("\n| set | models | true lesion size | lesions | detected | mean local Dice |")
+    print("|---|---|---|---|---|---|")
+    for key, sm in summaries.items():
+        set_name, label = key.split("/")
+        for b in sm["bins"]:
+            if b["lesions"]:
+                print(
+                    f"| {set_name} | {label} | {b['bin']} | {b['lesions']} | {b['detected']} "
+                    f"| {_fmt(b['dice'])} |"
+                )
+    run = next(iter(models.values()))
+    print(
+        f"\nTotal {time.perf_counter() - t0:.0f} s; {run.runtime} {run.precision} on "
+        f"{run.device}; work folder {work}"
+    )
+    if args.json is not None:
+        payload = {
+            "summaries": summaries,
+            "cases": {f"{s}/{m}": v[0] for (s, m), v in results.items()},
+        }
+        args.json.write_text(json.dumps(payload, indent=1, default=str))
 
 
 if __name__ == "__main__":

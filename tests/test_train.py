@@ -269,7 +269,7 @@ def test_demo_plan_cases(tmp_path: Path) -> None:
     from breastai.phantom import PRESETS
     from breastai.training.demo_weights import DEMO_SEED_BASE, build_demo_weights, demo_plan
 
-    plan = demo_plan(0)
+    plan = demo_plan(0, recipe="phantom")
     train = plan.train_cases + plan.breast_extra_train + plan.tumor_extra_train
     val = plan.val_cases + plan.breast_extra_val
     seeds = [c["seed"] for c in train + val]
@@ -287,3 +287,80 @@ def test_demo_plan_cases(tmp_path: Path) -> None:
     assert plan.breast.val_cases == len(val) == 4 and plan.tumor.val_cases == len(plan.val_cases)
     with pytest.raises(ParameterError, match="only"):
         build_demo_weights(tmp_path, only="lesion")
+
+
+def test_randomised_recipe_plan() -> None:
+    from breastai.training.demo_weights import DEMO_SEED_BASE, demo_plan
+
+    phantom, plan = demo_plan(0, recipe="phantom"), demo_plan(0, recipe="randomised")
+    # the randomised recipe keeps every phantom case and adds domain-randomised ones
+    assert plan.train_cases == phantom.train_cases and plan.val_cases == phantom.val_cases
+    assert len(plan.randomised_train) >= 30 and len(plan.randomised_val) == 2
+    assert all(c["randomised"] for c in plan.randomised_train + plan.randomised_val)
+    every = (
+        plan.train_cases
+        + plan.breast_extra_train
+        + plan.tumor_extra_train
+        + plan.val_cases
+        + plan.breast_extra_val
+        + plan.randomised_train
+        + plan.randomised_val
+    )
+    seeds = [c["seed"] for c in every]
+    assert len(set(seeds)) == len(seeds)
+    assert all(DEMO_SEED_BASE <= s < DEMO_SEED_BASE + 1000 for s in seeds)
+    assert plan.tumor.augment == plan.breast.augment == "dr"
+    assert phantom.tumor.augment == phantom.breast.augment == "none"
+    assert plan.breast.val_cases == phantom.breast.val_cases + 2
+    assert plan.tumor.val_cases == phantom.tumor.val_cases + 2
+    with pytest.raises(ParameterError, match="recipe"):
+        demo_plan(0, recipe="magic")
+
+
+def test_augment_option_is_checked_and_stored(tmp_path: Path, dataset: Path) -> None:
+    from breastai.training.train import TrainOptions, load_checkpoint, train
+
+    with pytest.raises(ParameterError, match="augment"):
+        _tumor_options(augment="heavy")
+    opts = _tumor_options(augment="dr", epochs=1, iters_per_epoch=2)
+    res = train(dataset, tmp_path / "run", opts)
+    saved = TrainOptions.from_dict(load_checkpoint(res.last_checkpoint)["options"])
+    assert saved.augment == "dr"
+
+
+def test_install_demo_weights_checks_the_card(tmp_path: Path) -> None:
+    import shutil
+    import tomllib
+
+    from breastai.errors import InputError
+    from breastai.training.demo_weights import TRAINING_DATA, install_demo_weights
+    from breastai.weights import package_weights_file, sha256_file
+
+    run = tmp_path / "run"
+    run.mkdir()
+    onnx = run / "demo-breast.onnx"
+    onnx.write_bytes(b"not really a network, but bytes with a hash")
+    card = (
+        'schema_version = 1\n\n[models.demo-breast]\ntask = "breast"\n'
+        'filename = "demo-breast.onnx"\n'
+        f'sha256 = "{sha256_file(onnx)}"\n'
+        "patch_zyx = [32, 64, 64]\nstride_zyx = [16, 32, 32]\nspacing_zyx = [4.0, 4.0, 4.0]\n"
+        'threshold = 0.5\nblending = "gaussian"\n'
+    )
+    (run / "demo-breast.toml").write_text(card)
+    toml = tmp_path / "weights.toml"
+    shutil.copy(package_weights_file(), toml)
+    models = tmp_path / "models"
+    models.mkdir()
+    out = install_demo_weights(run, models_dir=models, weights_toml=toml, tasks=("breast",))
+    assert out == [models / "demo-breast.onnx"]
+    assert (models / "demo-breast.onnx").read_bytes() == onnx.read_bytes()
+    entry = tomllib.loads(toml.read_text())["models"]["demo-breast"]
+    assert entry["sha256"] == sha256_file(onnx)
+    assert entry["training_data"] == TRAINING_DATA["randomised"]
+    # a file that no longer matches its card is refused, and nothing is installed for it
+    onnx.write_bytes(b"changed after export")
+    with pytest.raises(InputError, match="sha256"):
+        install_demo_weights(run, models_dir=models, weights_toml=toml, tasks=("breast",))
+    with pytest.raises(InputError, match="demo-tumor"):
+        install_demo_weights(run, models_dir=models, weights_toml=toml, tasks=("tumor",))

@@ -128,6 +128,20 @@ class _Params:
     bpe_left_factor: float = 1.0  # BPE Ktrans multiplier in the left breast (asymmetric BPE)
     # sagittal grids narrower than 250 mm left-right: full-size anatomy, FOV centred on this breast
     unilateral_fov: str | None = "left"
+    # anatomy variation (breastai.phantom.randomise draws these; the defaults are the standard
+    # anatomy and leave every other output unchanged)
+    chest_scale: tuple[float, float] = (1.0, 1.0)  # thorax half-width, half-depth factors
+    skin_mm: float = 1.5  # skin thickness (breast and thorax)
+    fat_scale: float = 1.0  # subcutaneous / premammary fat thickness factor
+    pec_scale: float = 1.0  # pectoralis thickness factor
+    breast_sep: float = 1.0  # distance of the breast centres from the midline, factor
+    breast_centre_w: float = 0.55  # breast centre along S-I, fraction of the field of view
+    # (S-I over L-R aspect factor, depth factor); volume preserving; None: standard shape
+    breast_aspect: tuple[float, float] | None = None
+    # displacement of the breast tip as fractions of the breast's S-I and L-R semi-axes:
+    # (ptosis, lateral fall); (0, 0.3) looks supine-like, (-0.3, 0) pendulous
+    breast_shear: tuple[float, float] = (0.0, 0.0)
+    heart_scale: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -328,6 +342,23 @@ def _resolve(
         raise ParameterError(
             f"label_policy must be 'malignant_only' or 'all_lesions'; got {p.label_policy!r}."
         )
+    if not (
+        0.5 <= min(p.chest_scale) <= max(p.chest_scale) <= 1.6
+        and 0.2 <= p.skin_mm <= 6.0
+        and min(p.fat_scale, p.pec_scale, p.heart_scale) >= 0.2
+        and max(p.fat_scale, p.pec_scale, p.heart_scale) <= 3.0
+        and 0.6 <= p.breast_sep <= 1.4
+        and 0.2 <= p.breast_centre_w <= 0.8
+        and all(abs(x) <= 0.8 for x in p.breast_shear)
+        and (p.breast_aspect is None or 0.3 <= min(p.breast_aspect) <= max(p.breast_aspect) <= 3)
+    ):
+        raise ParameterError(
+            "anatomy knobs out of range: need chest_scale 0.5..1.6, skin_mm 0.2..6, fat/pec/heart "
+            "scale 0.2..3, breast_sep 0.6..1.4, breast_centre_w 0.2..0.8, |breast_shear| <= 0.8 "
+            f"and breast_aspect 0.3..3; got {p.chest_scale}, {p.skin_mm}, {p.fat_scale}/"
+            f"{p.pec_scale}/{p.heart_scale}, {p.breast_sep}, {p.breast_centre_w}, "
+            f"{p.breast_shear}, {p.breast_aspect}."
+        )
     # random draws (always in the same order, so a seed fixes everything)
     draws = rng.random(8)
     if p.breast_ml is None:
@@ -515,9 +546,10 @@ class _Builder:
         )
         self.c_nec = c.add("necrosis", self.t1("necrosis"), _PD["necrosis"], "none")
         # thorax geometry (mm, scaled)
-        self.A, self.B = 155.0 * s, 105.0 * s
-        self.d_skin, self.d_fat, self.d_pec = 1.5, 9.0 * s, 12.0 * s
-        self.u_br = 85.0 * s
+        self.A, self.B = 155.0 * s * p.chest_scale[0], 105.0 * s * p.chest_scale[1]
+        self.d_skin, self.d_fat = float(p.skin_mm), 9.0 * s * p.fat_scale
+        self.d_pec = 12.0 * s * p.pec_scale
+        self.u_br = 85.0 * s * p.breast_sep
         v_min = self.v[0] - self.sp[1] / 2
         surf_ref = self.B * np.sqrt(1 - (self.u_br / self.A) ** 2)
         self.v_tc = v_min + 15.0 * s + 85.0 * s + surf_ref - self.d_fat
@@ -639,7 +671,7 @@ class _Builder:
                     22.0 * s + p.heart_shift_mm * s,
                 ]
             )
-            ha = np.array([55.0, 45.0, 60.0]) * s
+            ha = np.array([55.0, 45.0, 60.0]) * s * p.heart_scale
             sl = _bbox(hc - ha - 2, hc + ha + 2, (self.w, self.v, self.u))
             if sl is not None:
                 cw = (self.w[sl[0]] - hc[0])[:, None, None]
@@ -695,22 +727,31 @@ class _Builder:
             a = (half / (2.0 / 3.0 * np.pi * 0.92)) ** (1.0 / 3.0)
         f = 1.0 + 0.1 * rng.uniform(-1, 1)  # volume-preserving aspect jitter
         au, aw, cv = a / np.sqrt(f), 0.92 * a / np.sqrt(f), a * f
+        if p.breast_aspect is not None:
+            wu, dv = (float(x) for x in p.breast_aspect)
+            au, aw, cv = au / np.sqrt(wu * dv), aw * np.sqrt(wu / dv), cv * dv
         sgn = 1.0 if side == "L" else -1.0
         uc = sgn * self.u_br
         vs = self.v_tc - self.B * np.sqrt(max(1 - (uc / self.A) ** 2, 0.0))
         vc = vs + self.d_fat  # base on the pectoralis surface
-        wc = (self.w[0] - self.sp[0] / 2) + 0.55 * self.shape[0] * self.sp[0]
+        wc = (self.w[0] - self.sp[0] / 2) + p.breast_centre_w * self.shape[0] * self.sp[0]
         ctr = np.array([wc, vc, uc])
         ax = np.array([aw, cv, au])
+        # tip displacement (ptosis along w, lateral fall along u), growing with depth
+        shear = np.array([p.breast_shear[0] * aw, 0.0, sgn * p.breast_shear[1] * au])
         nip_r, nip_len = 5.0 * s, 6.0 * s
-        lo = ctr - ax - np.array([3.0, 3.0 + nip_len, 3.0])
-        hi = ctr + ax + 3.0
+        lo = ctr - ax - np.array([3.0, 3.0 + nip_len, 3.0]) + np.minimum(shear, 0.0)
+        hi = ctr + ax + 3.0 + np.maximum(shear, 0.0)
         sl = _bbox(lo, hi, (self.w, self.v, self.u))
         if sl is None:
             return
         cw = (self.w[sl[0]] - wc)[:, None, None]
         cv_ = (self.v[sl[1]] - vc)[None, :, None]
         cu = (self.u[sl[2]] - uc)[None, None, :]
+        if shear.any():
+            depth = np.clip(-cv_ / (cv + nip_len), 0.0, 1.0)
+            cw = cw - shear[0] * depth
+            cu = cu - shear[2] * depth
         d = _ell_sdf(cw, cv_, cu, aw, cv, au)
         dep = self.dep2d[sl[1], sl[2]][None]
         ant = dep < self.d_fat  # anterior to the pectoralis
@@ -805,6 +846,7 @@ class _Builder:
         self.breast[sl][bm] = 1
         self.breast_info[side] = {
             "centre": ctr.tolist(), "axes": ax.tolist(), "fgt_thr": float(thr),
+            "shear": shear.tolist(),
         }  # fmt: skip
 
     def _breast_vessel(
@@ -949,6 +991,9 @@ class _Builder:
                 if (cand[0] > 0 and cand[2] * sgn > 0) or rng.random() < 0.5:
                     off = cand
                     break
+        shear = np.asarray(self.breast_info[lat].get("shear", (0.0, 0.0, 0.0)))
+        if shear.any():  # follow the displaced breast tip (see _breast)
+            off = off + shear * float(np.clip(-off[1] / (cv + 6.0 * self.s), 0.0, 1.0))
         out: F64 = ctr + off
         return out
 
@@ -1042,6 +1087,7 @@ class _Builder:
     ) -> None:
         # cone (segment) pointing from the chest-wall side towards the nipple, clumped
         nip = ctr + np.array([0.0, -self.breast_info[lat]["axes"][1], 0.0])
+        nip = nip + np.asarray(self.breast_info[lat].get("shear", (0.0, 0.0, 0.0)))
         apex = pos + (pos - nip) / max(float(np.linalg.norm(pos - nip)), 1e-6) * ld * 0.3
         axis = nip - apex
         axis /= np.linalg.norm(axis)

@@ -13,8 +13,15 @@ breast U-Net (4 mm grid) and a small seed-architecture tumor network (2 mm grid,
 (``demo-breast.onnx``, ``demo-tumor.onnx``) and writes their sha256, patch, stride, spacing and
 threshold into the repository's weights.toml (``breastai.weights.update_bundled_entry``).
 
-It is sized for a 2-core CPU (about 60 minutes); each training stage also has a wall-clock
-budget so a busy machine cannot stretch it much further (a stage cut short says so in the log).
+With ``--recipe randomised`` (the default) it adds domain-randomised phantoms
+(:mod:`breastai.phantom.randomise`: random anatomy, acquisition, field of view and per-tissue
+appearance) and augments every patch (:mod:`breastai.training.augment`); ``--recipe phantom`` is the
+earlier recipe (presets only, left-right flips).
+
+It is sized for a 2-core CPU (about 60 minutes for "phantom", 80 for "randomised"); each training
+stage also has a wall-clock budget so a busy machine cannot stretch it much further (a stage cut
+short says so in the log). ``--install-from DIR`` installs the models of a finished ``--out DIR``
+run as the bundled ones (copies the ONNX files, writes their weights.toml entries).
 ``--smoke`` runs the same code on 2 small cases with a few steps (< 60 s) and touches no
 weights.toml unless ``--weights-toml`` is given.
 """
@@ -46,11 +53,13 @@ from breastai.training.train import (
 __all__ = [
     "BREAST_BUDGET_S",
     "DEMO_SEED_BASE",
+    "RECIPES",
     "TUMOR_BUDGET_S",
     "DemoPlan",
     "DemoResult",
     "build_demo_weights",
     "demo_plan",
+    "install_demo_weights",
     "main",
 ]
 
@@ -61,6 +70,25 @@ DEMO_SEED_BASE = 100_000
 #: Default wall-clock budgets (seconds) of the breast and tumor training stages.
 BREAST_BUDGET_S = 900.0
 TUMOR_BUDGET_S = 2400.0
+#: Training recipes: "phantom" (phantom presets as they are, left-right flips) and "randomised"
+#: (the same cases plus domain-randomised phantoms, breastai.phantom.randomise, and geometric and
+#: intensity augmentation of every patch, breastai.training.augment).
+RECIPES = ("phantom", "randomised")
+DEFAULT_RECIPE = "randomised"
+#: Default budgets (seconds) of the "randomised" recipe: more data and augmentation need more steps.
+RANDOMISED_BREAST_BUDGET_S = 1700.0
+RANDOMISED_TUMOR_BUDGET_S = 2400.0
+#: weights.toml ``training_data`` of each recipe's models.
+TRAINING_DATA = {
+    "phantom": "synthetic breast DCE-MRI phantoms only (breastai.phantom); not for clinical use",
+    "randomised": (
+        "synthetic breast DCE-MRI phantoms only (breastai.phantom, with domain randomisation: "
+        "breastai.phantom.randomise); not for clinical use"
+    ),
+}
+# Domain-randomised phantoms of the "randomised" recipe (seeds first + 300 + i / first + 600 + i).
+_RANDOMISED_TRAIN = 40
+_RANDOMISED_VAL = 2
 
 # (shape_zyx, spacing_zyx) grids, each about 190 x 335 x 335 mm, as scanners write them.
 _AXIAL_GRIDS = (
@@ -135,6 +163,10 @@ class DemoPlan:
     breast_extra_val: list[dict[str, Any]] = field(default_factory=list)
     #: Tumor-model-only cases on top of ``train_cases``.
     tumor_extra_train: list[dict[str, Any]] = field(default_factory=list)
+    #: Domain-randomised cases (both models), recipe "randomised".
+    randomised_train: list[dict[str, Any]] = field(default_factory=list)
+    randomised_val: list[dict[str, Any]] = field(default_factory=list)
+    recipe: str = "phantom"
 
 
 def _case_specs(
@@ -169,6 +201,7 @@ def demo_plan(
     smoke: bool = False,
     breast_budget_s: float = BREAST_BUDGET_S,
     tumor_budget_s: float = TUMOR_BUDGET_S,
+    recipe: str = DEFAULT_RECIPE,
 ) -> DemoPlan:
     """The cases and options of the demo-weights run.
 
@@ -180,13 +213,23 @@ def demo_plan(
         Two small cases and a few steps (for tests).
     breast_budget_s, tumor_budget_s:
         Wall-clock budgets of the two training stages (seconds).
+    recipe:
+        One of ``RECIPES``.
 
     Returns
     -------
     DemoPlan
+
+    Raises
+    ------
+    ParameterError
+        Unknown recipe.
     """
     from breastai.phantom import PRESETS
 
+    if recipe not in RECIPES:
+        raise ParameterError(f"recipe must be one of {RECIPES}, got {recipe!r}.")
+    augment = "dr" if recipe == "randomised" else "none"
     presets = list(PRESETS)
     first = DEMO_SEED_BASE + 1000 * seed
     tumor_net = {
@@ -203,7 +246,15 @@ def demo_plan(
         small = (((32, 64, 64), (4.0, 3.0, 3.0)),)  # small field of view: few windows
         train_specs = _case_specs(1, first, ["default"], small)
         val_specs = _case_specs(1, first + 500, ["multifocal"], small)
-        steps: dict[str, Any] = {"epochs": 1, "iters_per_epoch": 2, "val_every": 1}
+        rand = []
+        if recipe == "randomised":
+            rand = [{**train_specs[0], "seed": first + 300, "randomised": True}]
+        steps: dict[str, Any] = {
+            "epochs": 1,
+            "iters_per_epoch": 2,
+            "val_every": 1,
+            "augment": augment,
+        }
         tumor = default_options(
             "tumor",
             network=tumor_net,
@@ -224,7 +275,7 @@ def demo_plan(
             val_cases=1,
             **steps,
         )
-        return DemoPlan(train_specs, val_specs, breast, tumor)
+        return DemoPlan(train_specs, val_specs, breast, tumor, randomised_train=rand, recipe=recipe)
     train_specs = _case_specs(len(presets), first, presets, _AXIAL_GRIDS)
     all_val = _case_specs(
         len(_VAL), first + 500, [p for p, _ in _VAL], _AXIAL_GRIDS, [o for _, o in _VAL]
@@ -244,6 +295,17 @@ def demo_plan(
         _AXIAL_GRIDS[2:] + _AXIAL_GRIDS[:2],
         [o for _, o in _TUMOR_EXTRA_TRAIN],
     )
+    randomised_train: list[dict[str, Any]] = []
+    randomised_val: list[dict[str, Any]] = []
+    if recipe == "randomised":  # grid, orientation and everything else drawn per case
+        randomised_train = [
+            {"seed": first + 300 + i, "preset": "randomised", "randomised": True}
+            for i in range(_RANDOMISED_TRAIN)
+        ]
+        randomised_val = [
+            {"seed": first + 600 + i, "preset": "randomised", "randomised": True}
+            for i in range(_RANDOMISED_VAL)
+        ]
     # Sized for 2 shared CPU cores: small patches and a higher learning rate give the most
     # updates per CPU-second; each stage stops at its wall-clock budget on a busy machine.
     # Patch 16 x 48 x 48 at 2 mm (a 32 x 96 x 96 mm window): an 8x smaller patch than the seed's
@@ -261,11 +323,12 @@ def demo_plan(
         lr_step_epochs=30,
         batch_size=4,
         val_every=4,
-        val_cases=len(val_specs),
+        val_cases=len(val_specs) + len(randomised_val),
         foreground_fraction=0.9,
         seed=seed,
         threads=2,
         time_budget_s=tumor_budget_s,
+        augment=augment,
     )
     breast = default_options(
         "breast",
@@ -279,12 +342,13 @@ def demo_plan(
         lr_step_epochs=8,
         batch_size=2,
         val_every=4,
-        val_cases=len(val_specs) + len(breast_extra_val),
+        val_cases=len(val_specs) + len(breast_extra_val) + len(randomised_val),
         foreground_fraction=0.5,
         bce_weight=1.0,  # Dice + BCE converges faster than Dice alone in a short run
         seed=seed,
         threads=2,
         time_budget_s=breast_budget_s,
+        augment=augment,
     )
     return DemoPlan(
         train_specs,
@@ -294,6 +358,9 @@ def demo_plan(
         breast_extra_train,
         breast_extra_val,
         tumor_extra_train,
+        randomised_train,
+        randomised_val,
+        recipe,
     )
 
 
@@ -308,17 +375,23 @@ def _prepare(
     # The phantom's writers (NIfTI and DICOM) store int16 "DN" on one 12-bit scale per case;
     # inference sees those values, so training must too (the seed normalisation floors at 1).
     from breastai.phantom._util import dn_scale, to_dn
+    from breastai.phantom.randomise import generate_randomised_case
 
     breast_cases, tumor_cases = [], []
     for spec in specs:
-        case = generate_case(
-            spec["seed"],
-            preset=spec["preset"],
-            orientation=spec["orientation"],
-            shape_zyx=spec["shape_zyx"],
-            spacing_zyx=spec["spacing_zyx"],
-        )
-        case_id = f"{spec['preset']}-{spec['orientation']}-s{spec['seed']}"
+        if spec.get("randomised"):
+            grid = (spec["shape_zyx"], spec["spacing_zyx"]) if "shape_zyx" in spec else None
+            case = generate_randomised_case(spec["seed"], grid=grid)
+            case_id = f"randomised-{case.meta['orientation']}-s{spec['seed']}"
+        else:
+            case = generate_case(
+                spec["seed"],
+                preset=spec["preset"],
+                orientation=spec["orientation"],
+                shape_zyx=spec["shape_zyx"],
+                spacing_zyx=spec["spacing_zyx"],
+            )
+            case_id = f"{spec['preset']}-{spec['orientation']}-s{spec['seed']}"
         scale = dn_scale(case)
         phases = []
         for k in range(case.images.shape[0]):
@@ -362,9 +435,10 @@ def build_demo_weights(
     update_weights_toml: bool = True,
     work_dir: Path | None = None,
     progress: Callable[[str, TrainProgress], None] | None = None,
-    breast_budget_s: float = BREAST_BUDGET_S,
-    tumor_budget_s: float = TUMOR_BUDGET_S,
+    breast_budget_s: float | None = None,
+    tumor_budget_s: float | None = None,
     only: str | None = None,
+    recipe: str = DEFAULT_RECIPE,
 ) -> DemoResult:
     """Generate phantom data, train both demo models, export ONNX, update weights.toml.
 
@@ -385,24 +459,42 @@ def build_demo_weights(
     progress:
         Called with ("breast" | "tumor", progress) during training.
     breast_budget_s, tumor_budget_s:
-        Wall-clock budgets of the two training stages.
+        Wall-clock budgets of the two training stages (None: the recipe's defaults).
     only:
         "breast" or "tumor": train, export and register only that model (the same data, seed
         and options as in a full run, so the same weights when no stage hits its budget);
         ``None`` trains both.
+    recipe:
+        One of ``RECIPES`` ("randomised": domain-randomised phantoms and patch augmentation on
+        top of the "phantom" recipe's cases).
 
     Returns
     -------
     DemoResult
+
+    Notes
+    -----
+    When ``out_dir`` is not the package's model folder, a model card ``demo-<task>.toml`` is
+    written beside each ONNX file, so the pair can be run as a candidate
+    (``breastai segment --weights out/demo-tumor.onnx``, ``bench/accuracy.py --candidate out``).
     """
     from breastai.training.export import export_checkpoint
 
     if only not in (None, "breast", "tumor"):
         raise ParameterError(f"only must be 'breast', 'tumor' or None, got {only!r}.")
     tasks = ("breast", "tumor") if only is None else (only,)
+    randomised = recipe == "randomised"
+    if breast_budget_s is None:
+        breast_budget_s = RANDOMISED_BREAST_BUDGET_S if randomised else BREAST_BUDGET_S
+    if tumor_budget_s is None:
+        tumor_budget_s = RANDOMISED_TUMOR_BUDGET_S if randomised else TUMOR_BUDGET_S
     t0 = time.perf_counter()
     plan = demo_plan(
-        seed, smoke=smoke, breast_budget_s=breast_budget_s, tumor_budget_s=tumor_budget_s
+        seed,
+        smoke=smoke,
+        breast_budget_s=breast_budget_s,
+        tumor_budget_s=tumor_budget_s,
+        recipe=recipe,
     )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -427,6 +519,16 @@ def build_demo_weights(
             va_breast += _prepare(plan.breast_extra_val, plan, ("breast",))[0]
         if "tumor" in tasks:
             tr_tumor += _prepare(plan.tumor_extra_train, plan, ("tumor",))[1]
+        if plan.randomised_train:
+            log.info(
+                "Generating %d + %d domain-randomised phantoms",
+                len(plan.randomised_train),
+                len(plan.randomised_val),
+            )
+            rb, rt = _prepare(plan.randomised_train, plan, tasks)
+            vb, vt = _prepare(plan.randomised_val, plan, tasks)
+            tr_breast, tr_tumor = tr_breast + rb, tr_tumor + rt
+            va_breast, va_tumor = va_breast + vb, va_tumor + vt
         log.info("Data ready after %.0f s", time.perf_counter() - t0)
         results: dict[str, Any] = {}
         for task, opts, data in (
@@ -463,8 +565,11 @@ def build_demo_weights(
                 name=name,
                 force=True,
                 demo=True,
+                training_data=TRAINING_DATA.get(recipe, ""),
             )
             results[task] = (exported, res)
+            if out_dir.resolve() != _package_models_dir():
+                _write_card(exported.card, out_dir / f"{name}.toml")
             log.info(
                 "%s: best validation Dice %s, %s (sha256 %s, %d bytes)",
                 task,
@@ -491,6 +596,7 @@ def build_demo_weights(
                     spacing_zyx=card.spacing_zyx,
                     threshold=card.threshold,
                     blending=card.blending,
+                    training_data=TRAINING_DATA[recipe],
                 )
             log.info("Updated %s", toml_path)
         b, t = results.get("breast"), results.get("tumor")
@@ -509,6 +615,98 @@ def build_demo_weights(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _package_models_dir() -> Path:
+    return (Path(__file__).resolve().parent.parent / "models").resolve()
+
+
+def _write_card(card: Any, path: Path) -> None:
+    """A sidecar model card (one [models.NAME] table) beside an ONNX file outside the package."""
+    from breastai.weights import _render_table
+
+    fields = card.toml_fields(for_bundle=True)
+    text = "schema_version = 1\n\n" + _render_table(card.name, fields)
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def install_demo_weights(
+    src_dir: Path,
+    *,
+    models_dir: Path | None = None,
+    weights_toml: Path | None = None,
+    recipe: str = DEFAULT_RECIPE,
+    tasks: Sequence[str] = ("breast", "tumor"),
+) -> list[Path]:
+    """Install the models of a finished run (``--out DIR``) as the bundled demo weights.
+
+    Copies ``DIR/demo-<task>.onnx`` into the package's model folder and writes its sha256, patch,
+    stride, spacing, threshold, blending and training data into weights.toml, exactly as a run
+    with ``--out breastai/models`` does; the values come from the run's sidecar card
+    ``DIR/demo-<task>.toml``, whose sha256 must match the file.
+
+    Parameters
+    ----------
+    src_dir:
+        The run's output folder.
+    models_dir:
+        Destination folder (default: the package's ``breastai/models``).
+    weights_toml:
+        weights.toml to update (default: the package's).
+    recipe:
+        Recipe the models were trained with (for the ``training_data`` text).
+    tasks:
+        Which models to install.
+
+    Returns
+    -------
+    list of Path
+        The installed ONNX files.
+
+    Raises
+    ------
+    InputError
+        A file or card is missing, or the card's sha256 does not match the file.
+    """
+    import tomllib
+
+    from breastai.errors import InputError
+    from breastai.weights import sha256_file, update_bundled_entry
+
+    src_dir = Path(src_dir)
+    dest = Path(models_dir) if models_dir is not None else _package_models_dir()
+    installed = []
+    for task in tasks:
+        name = f"demo-{task}"
+        onnx, card_path = src_dir / f"{name}.onnx", src_dir / f"{name}.toml"
+        if not onnx.is_file() or not card_path.is_file():
+            raise InputError(
+                f"{onnx} and its card {card_path} are needed; run the training with --out "
+                f"{src_dir} first."
+            )
+        card = tomllib.loads(card_path.read_text(encoding="utf-8"))["models"][name]
+        sha = sha256_file(onnx)
+        if card.get("sha256") != sha:
+            raise InputError(
+                f"{onnx} has sha256 {sha}, its card says {card.get('sha256')}; re-export it."
+            )
+        target = dest / onnx.name
+        with atomic_file(target) as tmp:
+            shutil.copyfile(onnx, tmp)
+        update_bundled_entry(
+            name,
+            weights_toml=weights_toml,
+            sha256=sha,
+            patch_zyx=tuple(card["patch_zyx"]),
+            stride_zyx=tuple(card["stride_zyx"]),
+            spacing_zyx=tuple(card["spacing_zyx"]),
+            threshold=card.get("threshold", 0.5),
+            blending=card.get("blending", "gaussian"),
+            training_data=TRAINING_DATA[recipe],
+        )
+        installed.append(target)
+    return installed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (``python -m breastai.training.demo_weights``)."""
     parser = argparse.ArgumentParser(
@@ -521,13 +719,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weights-toml", type=Path, default=None)
     parser.add_argument("--no-weights-toml", action="store_true", help="leave weights.toml alone")
     parser.add_argument("--work", type=Path, default=None, help="keep checkpoints here")
-    parser.add_argument("--breast-budget-s", type=float, default=BREAST_BUDGET_S)
-    parser.add_argument("--tumor-budget-s", type=float, default=TUMOR_BUDGET_S)
+    parser.add_argument("--breast-budget-s", type=float, default=None, help="default: the recipe's")
+    parser.add_argument("--tumor-budget-s", type=float, default=None, help="default: the recipe's")
     parser.add_argument(
         "--only", choices=("breast", "tumor"), default=None, help="train and register one model"
     )
+    parser.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default=DEFAULT_RECIPE,
+        help="phantom: presets only; randomised: plus domain-randomised phantoms and augmentation",
+    )
+    parser.add_argument(
+        "--install-from",
+        type=Path,
+        default=None,
+        help="install a finished run's models (its --out folder) as the bundled demo weights",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.install_from is not None:
+        tasks = ("breast", "tumor") if args.only is None else (args.only,)
+        for path in install_demo_weights(
+            args.install_from, weights_toml=args.weights_toml, recipe=args.recipe, tasks=tasks
+        ):
+            log.info("Installed %s", path)
+        return 0
     res = build_demo_weights(
         args.out,
         seed=args.seed,
@@ -538,6 +755,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         breast_budget_s=args.breast_budget_s,
         tumor_budget_s=args.tumor_budget_s,
         only=args.only,
+        recipe=args.recipe,
     )
     log.info(
         "Done in %.0f s: breast val Dice %s, tumor val Dice %s; %s, %s",

@@ -44,6 +44,7 @@ from breastai.preprocess import (
     assemble_slots,
     resample_to_spacing,
 )
+from breastai.training.augment import AUGMENTS, augment_intensity, sample_affine_patch
 from breastai.training.networks import SeedTumorNet, build_network
 
 __all__ = [
@@ -119,6 +120,10 @@ class TrainOptions:
     time_budget_s:
         Stop after the first epoch that ends past this many seconds of this call (0: no limit;
         a safety net for shared machines: a run that stops early says so in its history).
+    augment:
+        "none": left-right flips only; "dr": also random rotation, scale and elastic
+        deformation (half the patches) and random gamma, contrast, bias field, blur and noise
+        (:mod:`breastai.training.augment`).
     """
 
     task: str
@@ -142,6 +147,7 @@ class TrainOptions:
     val_every: int = 1
     threads: int = 0
     time_budget_s: float = 0.0
+    augment: str = "none"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict."""
@@ -276,6 +282,8 @@ def _validate(o: TrainOptions) -> None:
         raise ParameterError(f"bce_weight must be >= 0, got {o.bce_weight}.")
     if not 0 <= o.foreground_fraction <= 1 or not 0 <= o.phase_dropout <= 1:
         raise ParameterError("foreground_fraction and phase_dropout must lie in [0, 1].")
+    if o.augment not in AUGMENTS:
+        raise ParameterError(f"augment must be one of {AUGMENTS}, got {o.augment!r}.")
 
 
 @dataclass(frozen=True)
@@ -523,8 +531,13 @@ def _sample_patch(
         start = centre - patch // 2
     start = np.clip(start, 0, shape - patch)
     sl = tuple(slice(int(a), int(a + p)) for a, p in zip(start, patch, strict=True))
-    img = case.image[(slice(None), *sl)]
-    tgt = case.target[sl]
+    if options.augment == "dr" and rng.random() < 0.5:
+        img, tgt = sample_affine_patch(
+            case.image, case.target, start.tolist(), options.patch_zyx, rng
+        )
+    else:
+        img = case.image[(slice(None), *sl)]
+        tgt = case.target[sl]
     if options.task == "tumor":
         slots = int(options.network.get("slots", 6))
         n = img.shape[0]
@@ -534,6 +547,8 @@ def _sample_patch(
         img, tmask = assemble_slots(list(img[:keep]), slots)
     else:
         tmask = np.ones((1,), dtype=np.float32)
+    if options.augment == "dr":
+        img = augment_intensity(img, tmask if options.task == "tumor" else None, rng)
     if rng.random() < 0.5:  # left-right flip (x): breasts are mirror images
         img = img[..., ::-1]
         tgt = tgt[..., ::-1]
