@@ -1067,7 +1067,7 @@ def _toml_key(key: str) -> str:
     return key if _BARE_KEY_RE.match(key) else json.dumps(key)
 
 
-def _render_table(name: str, fields: Mapping[str, Any]) -> str:
+def render_table(name: str, fields: Mapping[str, Any]) -> str:
     lines = [f"[models.{_toml_key(name)}]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in fields.items()]
     return "\n".join(lines) + "\n"
@@ -1318,7 +1318,7 @@ def register_model(
             "to override it in the user weights file."
         )
     _install_file(model_path, wf.parent / rel, sha, name=card.name)
-    table = _render_table(card.name, fields)
+    table = render_table(card.name, fields)
     if span is not None:
         start, end = span
         lines[start:end] = [table]
@@ -1569,7 +1569,7 @@ def export_bundle(
         f"# breastai offline bundle: {len(cards)} model(s)\nschema_version = {SCHEMA_VERSION}\n"
     )
     for c, _ in files:
-        fragment += "\n" + _render_table(c.name, c.toml_fields(for_bundle=True))
+        fragment += "\n" + render_table(c.name, c.toml_fields(for_bundle=True))
     payload = fragment.encode("utf-8")
     with _atomic_target(out) as tmp:
         if kind == "zip":

@@ -55,7 +55,7 @@ def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, b
         (pkg / "models" / f"{name}.onnx").write_bytes(data)
     shipped = tomllib.loads((REPO / "weights.toml").read_text())["models"]
     text = "schema_version = 1\n" + "".join(
-        weights._render_table(name, shipped[name]) for name in files
+        weights.render_table(name, shipped[name]) for name in files
     )  # only the demo entries, so that no test can reach for a downloadable one
     (pkg / "weights.toml").write_text(text)
     monkeypatch.setattr(weights, "package_weights_file", lambda: pkg / "weights.toml")

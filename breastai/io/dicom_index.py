@@ -35,6 +35,7 @@ __all__ = [
     "DICOMDIR_SOP_CLASS",
     "DURATION_FRAME",
     "DURATION_SOURCES",
+    "PIXEL_INT_TAGS",
     "FileProblem",
     "FrameRecord",
     "SeriesIndex",
@@ -439,7 +440,7 @@ def _base_record(path: Path, ds: Dataset) -> FrameRecord:
     unparsed: list[tuple[str, str]] = []
     missing: list[str] = []
     pixel_ints: dict[str, int | None] = {}
-    for keyword in _PIXEL_INTS:
+    for keyword in PIXEL_INT_TAGS:
         raw_value = _g(ds, keyword)
         number = _f(raw_value)
         if raw_value is None or (isinstance(raw_value, str | bytes) and not raw_value):
@@ -513,7 +514,8 @@ def _base_record(path: Path, ds: Dataset) -> FrameRecord:
     return rec
 
 
-_PIXEL_INTS = (
+#: Integer tags of the Image Pixel module every image file must carry.
+PIXEL_INT_TAGS = (
     "Rows",
     "Columns",
     "SamplesPerPixel",

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from breastai.errors import InconsistentGeometryError, InputError, UnsupportedInputError
-from breastai.io.dicom_index import FrameRecord
+from breastai.io.dicom_index import PIXEL_INT_TAGS, FrameRecord
 
 __all__ = [
     "MAX_PIXEL_SPACING_MM",
@@ -207,14 +207,7 @@ _CHECKS: tuple[_Check, ...] = (
             "a whole number (Type 1 in the Image Pixel module)",
             InputError,
         )
-        for kw in (
-            "Rows",
-            "Columns",
-            "SamplesPerPixel",
-            "BitsAllocated",
-            "BitsStored",
-            "PixelRepresentation",
-        )
+        for kw in PIXEL_INT_TAGS
     ),
     _Check(
         "PhotometricInterpretation",

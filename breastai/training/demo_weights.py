@@ -621,10 +621,10 @@ def _package_models_dir() -> Path:
 
 def _write_card(card: Any, path: Path) -> None:
     """A sidecar model card (one [models.NAME] table) beside an ONNX file outside the package."""
-    from breastai.weights import _render_table
+    from breastai.weights import render_table
 
     fields = card.toml_fields(for_bundle=True)
-    text = "schema_version = 1\n\n" + _render_table(card.name, fields)
+    text = "schema_version = 1\n\n" + render_table(card.name, fields)
     with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 

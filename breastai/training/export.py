@@ -147,7 +147,7 @@ def export_onnx(
     inputs = example_inputs(model, batch=1)
     in_names, out_names = _names(model)
     dynamic = {name: {0: "batch"} for name in (*in_names, *out_names)}
-    tmp = _export_graph(
+    tmp = export_graph(
         model,
         inputs,
         out_path,
@@ -493,7 +493,7 @@ class FeatureExport:
     head_parity: float
 
 
-def _export_graph(
+def export_graph(
     module: nn.Module,
     inputs: tuple[torch.Tensor, ...],
     out_path: Path,
@@ -621,7 +621,7 @@ def export_feature_onnx(
     tmps: list[Path] = []
     try:
         tmps.append(
-            _export_graph(
+            export_graph(
                 enc,
                 (pair,),
                 encoder_path,
@@ -632,7 +632,7 @@ def export_feature_onnx(
             )
         )
         tmps.append(
-            _export_graph(
+            export_graph(
                 head,
                 head_in,
                 head_path,

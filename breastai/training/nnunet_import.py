@@ -291,10 +291,10 @@ def build_network(
 def _export_fold(net: nn.Module, n_in: int, patch: Sequence[int], out: Path) -> float:
     import onnxruntime as ort
 
-    from breastai.training.export import OPSET, _export_graph
+    from breastai.training.export import OPSET, export_graph
 
     example = torch.zeros((1, n_in, *patch))
-    tmp = _export_graph(
+    tmp = export_graph(
         net,
         (example,),
         out,
