@@ -227,13 +227,15 @@ def test_cli_train_export_register(dataset: Path, tmp_path: Path) -> None:
     assert card.task == "tumor" and card.phase_slots == 4 and not card.demo
 
     bad = runner.invoke(
-        app, ["train", "tumor", "--data", str(dataset), "--out", "x", "--base", "4"]
+        app, ["train", "tumor", "--data", str(dataset), "--out", str(tmp_path / "x"), "--base", "4"]
     )
     assert bad.exit_code == 2 and "does not apply" in bad.output and "Traceback" not in bad.output
-    bad = runner.invoke(app, ["train", "breast", "--data", str(tmp_path / "nope"), "--out", "x"])
+    nowhere = str(tmp_path / "x")
+    missing = str(tmp_path / "nope")
+    bad = runner.invoke(app, ["train", "breast", "--data", missing, "--out", nowhere])
     assert bad.exit_code == 1 and "does not exist" in bad.output
     bad = runner.invoke(
-        app, ["train", "breast", "--data", str(dataset), "--out", "x", "--patch", "8,8"]
+        app, ["train", "breast", "--data", str(dataset), "--out", nowhere, "--patch", "8,8"]
     )
     assert bad.exit_code == 2 and "three numbers" in bad.output
 
