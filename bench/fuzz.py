@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from fuzzing import apply, draw_case, make_bases, run_info_case, summarise  # noqa: E402
+from fuzzing import make_bases, run_info_case, run_info_subprocess, summarise  # noqa: E402
 
 
 def main() -> int:
@@ -48,17 +47,11 @@ def main() -> int:
     # subprocess sample: what reaches a real terminal (C++ warnings, print, logging last resort)
     leaks = 0
     for seed in range(args.seed_base, args.seed_base + args.subprocess):
-        base = bases[seed % len(bases)]
-        case_dir = work / f"proc{seed}"
-        apply(base, case_dir, draw_case(seed, base), seed)
-        proc = subprocess.run(
-            [sys.executable, "-m", "breastai", "info", str(case_dir)],
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        if "Traceback" in proc.stderr or len(lines) > (0 if proc.returncode == 0 else 1):
+        _, stderr, problem = run_info_subprocess(bases[seed % len(bases)], work, seed)
+        if problem is not None:
             leaks += 1
-            print(json.dumps({"case": seed, "stderr": proc.stderr[-500:]}), flush=True)
+            row = {"case": seed, "problem": problem, "stderr": stderr[-500:]}
+            print(json.dumps(row), flush=True)
     counts = summarise(outcomes)
     bad = sum(1 for o in outcomes if o.failed)
     print(

@@ -21,6 +21,8 @@ import json
 import random
 import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -390,6 +392,35 @@ def classify(result: Any) -> tuple[str, str]:
     return "refused", message
 
 
+def run_info_subprocess(base: Base, work: Path, seed: int) -> tuple[int, str, str | None]:
+    """``breastai info`` on a mutated copy in a real process: what a terminal sees.
+
+    Returns
+    -------
+    (exit code, stderr, what is wrong or None)
+        Right is exit 0 with nothing on stderr, or exit 1 with exactly one line, never a
+        traceback (C++ warnings, stray prints and logging's last resort all count).
+    """
+    case_dir = work / f"proc{seed}"
+    apply(base, case_dir, draw_case(seed, base), seed)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "breastai", "info", str(case_dir)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(case_dir, ignore_errors=True)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    problem = None
+    if proc.returncode not in (0, 1):
+        problem = f"exit {proc.returncode}"
+    elif "Traceback" in proc.stderr:
+        problem = "traceback"
+    elif len(lines) != (0 if proc.returncode == 0 else 1):
+        problem = f"{len(lines)} stderr lines with exit {proc.returncode}"
+    return proc.returncode, proc.stderr, problem
+
+
 def run_info_case(base: Base, work: Path, seed: int, *, limit_s: int = 60) -> Outcome:
     """Mutate, run ``breastai info --json`` in-process, judge (see the module docstring)."""
     from typer.testing import CliRunner
@@ -432,6 +463,7 @@ def run_segment_case(
 ) -> Outcome:
     """Mutate, run ``breastai segment`` in-process: exit 0 with the outputs written (NIfTI masks
     on the reference grid, seg.dcm, report.json, manifest.json), or exit 1 with one line."""
+    from segment_factory import cli_model_args
     from typer.testing import CliRunner
 
     from breastai.cli import app
@@ -443,9 +475,8 @@ def run_segment_case(
     try:
         apply(base, case_dir, mutations, seed)
         argv = [
-            "segment", str(case_dir), "-o", str(out), "--device", "cpu", "--quiet",
-            "--weights", str(models["tumor"]), "--breast-weights", str(models["breast"]),
-            "--weights-file", str(work / "w.toml"),
+            "segment", str(case_dir), "-o", str(out), "--quiet",
+            *cli_model_args(models, work / "w.toml"),
         ]  # fmt: skip
         try:
             with time_limit(limit_s):

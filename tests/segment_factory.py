@@ -309,3 +309,12 @@ threshold = 0.5
         )
         out[task] = path
     return out
+
+
+def cli_model_args(models: dict, weights_file: Path) -> list[str]:
+    """``segment`` options that run the pair from :func:`make_model_pair` on the CPU, with a
+    private weights file (so no user registry is read)."""
+    return [
+        "--device", "cpu", "--weights", str(models["tumor"]),
+        "--breast-weights", str(models["breast"]), "--weights-file", str(weights_file),
+    ]  # fmt: skip

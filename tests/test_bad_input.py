@@ -238,14 +238,13 @@ def unknown_sop_class(tmp: Path) -> Path:
 def unwritable(tmp: Path) -> list[str]:
     """An output folder that cannot be created (its parent is a file): refused before reading
     (the study folder does not even exist)."""
-    from segment_factory import make_model_pair
+    from segment_factory import cli_model_args, make_model_pair
 
     models = make_model_pair(tmp / "models")
     (tmp / "file").write_text("not a folder\n")
     return [
-        "segment", str(tmp / "no-study"), "-o", str(tmp / "file" / "out"), "--device", "cpu",
-        "--weights", str(models["tumor"]), "--breast-weights", str(models["breast"]),
-        "--weights-file", str(tmp / "w.toml"),
+        "segment", str(tmp / "no-study"), "-o", str(tmp / "file" / "out"),
+        *cli_model_args(models, tmp / "w.toml"),
     ]  # fmt: skip
 
 

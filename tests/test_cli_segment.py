@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from segment_factory import make_model_pair, write_classic_study
+from segment_factory import cli_model_args, make_model_pair, write_classic_study
 from typer.testing import CliRunner
 
 from breastai.cli import app
@@ -29,18 +29,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _args(s: dict[str, Path], out: Path) -> list[str]:
-    return [
-        "-o",
-        str(out),
-        "--device",
-        "cpu",
-        "--weights",
-        str(s["tumor"]),
-        "--breast-weights",
-        str(s["breast"]),
-        "--weights-file",
-        str(s["root"] / "w.toml"),
-    ]
+    return ["-o", str(out), *cli_model_args(s, s["root"] / "w.toml")]
 
 
 def test_segment_ok_then_skipped_then_force(setup, tmp_path: Path) -> None:

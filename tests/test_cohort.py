@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from segment_factory import make_model_pair, write_classic_study
+from segment_factory import cli_model_args, make_model_pair, write_classic_study
 from typer.testing import CliRunner
 
 from breastai.cli import app
@@ -178,19 +178,7 @@ def test_unwritable_output_fails_before_anything(cohort: dict, tmp_path: Path) -
 
 
 def _cli_args(c: dict, out: Path) -> list[str]:
-    m = c["models"]
-    return [
-        "-o",
-        str(out),
-        "--device",
-        "cpu",
-        "--weights",
-        str(m["tumor"]),
-        "--breast-weights",
-        str(m["breast"]),
-        "--weights-file",
-        str(c["root"] / "n.toml"),
-    ]
+    return ["-o", str(out), *cli_model_args(c["models"], c["root"] / "n.toml")]
 
 
 def test_cli_studies_from_and_bad_inputs(cohort: dict, tmp_path: Path, monkeypatch) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from segment_factory import make_model_pair, write_classic_study
+from segment_factory import cli_model_args, make_model_pair, write_classic_study
 from typer.testing import CliRunner
 
 from breastai.cli import app
@@ -169,21 +169,7 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _args(s: dict, out: Path) -> list[str]:
-    m = s["models"]
-    return [
-        "-o",
-        str(out),
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--weights",
-        str(m["tumor"]),
-        "--breast-weights",
-        str(m["breast"]),
-        "--weights-file",
-        str(s["root"] / "w.toml"),
-    ]
+    return ["-o", str(out), "--threads", "1", *cli_model_args(s["models"], s["root"] / "w.toml")]
 
 
 def _held_lock_pid(out: Path) -> int | None:

@@ -9,18 +9,15 @@ test prints its counts (``pytest -s`` shows them). Seeds that once failed are ke
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from fuzzing import (
     MASK_OPS,
     Base,
-    apply,
-    draw_case,
     make_bases,
     run_info_case,
+    run_info_subprocess,
     run_segment_case,
     run_tstage_case,
     summarise,
@@ -66,17 +63,8 @@ def test_fuzz_regressions(
 def test_fuzz_subprocess_stderr(bases: list[Base], tmp_path: Path) -> None:
     """What a terminal sees: nothing on stderr for exit 0, one line for exit 1."""
     for seed in range(1000, 1000 + N_SUBPROCESS):
-        base = bases[seed % len(bases)]
-        case = tmp_path / f"p{seed}"
-        apply(base, case, draw_case(seed, base), seed)
-        proc = subprocess.run(
-            [sys.executable, "-m", "breastai", "info", str(case)],
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        assert proc.returncode in (0, 1), proc.stderr
-        assert "Traceback" not in proc.stderr
-        assert len(lines) == (0 if proc.returncode == 0 else 1), (seed, proc.stderr)
+        _, stderr, problem = run_info_subprocess(bases[seed % len(bases)], tmp_path, seed)
+        assert problem is None, (seed, problem, stderr)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dicom_factory import make_study
-from segment_factory import make_model_pair
+from segment_factory import cli_model_args, make_model_pair
 from typer.testing import CliRunner
 
 from breastai.cli import app, one_line
@@ -39,10 +39,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _seg_args(models: dict[str, Path], out: Path) -> list[str]:
-    return [
-        "-o", str(out), "--device", "cpu", "--weights", str(models["tumor"]),
-        "--breast-weights", str(models["breast"]), "--weights-file", str(out.parent / "w.toml"),
-    ]  # fmt: skip
+    return ["-o", str(out), *cli_model_args(models, out.parent / "w.toml")]
 
 
 def _phi(ds, k: int, z: int) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from segment_factory import make_model_pair, write_classic_study
+from segment_factory import cli_model_args, make_model_pair, write_classic_study
 from typer.testing import CliRunner
 
 from breastai.cli import app
@@ -83,17 +83,7 @@ def _files(info: dict) -> list[Path]:
 
 
 def _model_args(data: dict) -> list[str]:
-    m = data["models"]
-    return [
-        "--device",
-        "cpu",
-        "--weights",
-        str(m["tumor"]),
-        "--breast-weights",
-        str(m["breast"]),
-        "--weights-file",
-        str(data["root"] / "w.toml"),
-    ]
+    return cli_model_args(data["models"], data["root"] / "w.toml")
 
 
 @pytest.fixture
