@@ -19,11 +19,12 @@ the Secondary Capture the same instances as source images.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -207,18 +208,20 @@ def _save(ds: Any, path: Path, *, header_only: bool) -> None:
         new.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         new.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.file_meta = new
-    try:
+    with _fetched_write(path):
         ds.save_as(path, enforce_file_format=True)
-    except OSError as exc:
-        raise OutputError(
-            f"Cannot write the fetched study into {str(path.parent)!r}: {exc.strerror or exc}; "
-            "free space in the temporary folder (TMPDIR)."
-        ) from None
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    try:
+    with _fetched_write(path):
         path.write_bytes(data)
+
+
+@contextlib.contextmanager
+def _fetched_write(path: Path) -> Iterator[None]:
+    """An OSError while writing a fetched file becomes the one-line OutputError."""
+    try:
+        yield
     except OSError as exc:
         raise OutputError(
             f"Cannot write the fetched study into {str(path.parent)!r}: {exc.strerror or exc}; "
