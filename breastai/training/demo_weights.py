@@ -439,6 +439,7 @@ def build_demo_weights(
     tumor_budget_s: float | None = None,
     only: str | None = None,
     recipe: str = DEFAULT_RECIPE,
+    resume: bool = False,
 ) -> DemoResult:
     """Generate phantom data, train both demo models, export ONNX, update weights.toml.
 
@@ -467,6 +468,10 @@ def build_demo_weights(
     recipe:
         One of ``RECIPES`` ("randomised": domain-randomised phantoms and patch augmentation on
         top of the "phantom" recipe's cases).
+    resume:
+        Continue each stage from ``work_dir/<task>/last.pt`` where a killed or budget-stopped
+        run left one (the same cases are generated again from their seeds; the checkpoint
+        restores the weights, optimiser, schedule and random state). Needs ``work_dir``.
 
     Returns
     -------
@@ -483,6 +488,8 @@ def build_demo_weights(
     if only not in (None, "breast", "tumor"):
         raise ParameterError(f"only must be 'breast', 'tumor' or None, got {only!r}.")
     tasks = ("breast", "tumor") if only is None else (only,)
+    if resume and work_dir is None:
+        raise ParameterError("resume needs the work folder of the run to continue (--work DIR).")
     randomised = recipe == "randomised"
     if breast_budget_s is None:
         breast_budget_s = RANDOMISED_BREAST_BUDGET_S if randomised else BREAST_BUDGET_S
@@ -538,7 +545,8 @@ def build_demo_weights(
             if task not in tasks:
                 continue
             run_dir = work / task
-            if run_dir.exists():
+            resume_task = resume and (run_dir / "last.pt").is_file()
+            if run_dir.exists() and not resume_task:
                 shutil.rmtree(run_dir)
 
             def report(p: TrainProgress, task: str = task) -> None:
@@ -557,7 +565,11 @@ def build_demo_weights(
                         time.perf_counter() - t0,
                     )
 
-            res = train(Path("."), run_dir, opts, progress=report, prepared=data)
+            if resume_task:
+                log.info("Resuming %s from %s", task, run_dir / "last.pt")
+            res = train(
+                Path("."), run_dir, opts, progress=report, prepared=data, resume=resume_task
+            )
             name = f"demo-{task}"
             exported = export_checkpoint(
                 res.best_checkpoint,
@@ -719,6 +731,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weights-toml", type=Path, default=None)
     parser.add_argument("--no-weights-toml", action="store_true", help="leave weights.toml alone")
     parser.add_argument("--work", type=Path, default=None, help="keep checkpoints here")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the stages whose checkpoints (--work DIR) a stopped run left",
+    )
     parser.add_argument("--breast-budget-s", type=float, default=None, help="default: the recipe's")
     parser.add_argument("--tumor-budget-s", type=float, default=None, help="default: the recipe's")
     parser.add_argument(
@@ -756,6 +773,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tumor_budget_s=args.tumor_budget_s,
         only=args.only,
         recipe=args.recipe,
+        resume=args.resume,
     )
     log.info(
         "Done in %.0f s: breast val Dice %s, tumor val Dice %s; %s, %s",

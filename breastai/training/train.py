@@ -747,7 +747,8 @@ def train(
         The run's options (see :func:`default_options`).
     resume:
         Continue from ``out_dir/last.pt`` (options are taken from the checkpoint; ``epochs`` from
-        ``options`` may extend the run).
+        ``options`` may extend the run, and ``time_budget_s`` from ``options`` is this call's
+        budget).
     progress:
         Called after every step and validation; library code prints nothing.
     max_cases:
@@ -775,7 +776,12 @@ def train(
     if resume:
         ckpt = load_checkpoint(last_path)
         saved = TrainOptions.from_dict(ckpt["options"])
-        options = replace(saved, epochs=max(options.epochs, saved.epochs), device=options.device)
+        options = replace(
+            saved,
+            epochs=max(options.epochs, saved.epochs),
+            device=options.device,
+            time_budget_s=options.time_budget_s,
+        )
     elif last_path.exists():
         raise OutputError(
             f"{out_dir} already holds a training run (last.pt); pass --resume to continue it or "
