@@ -84,13 +84,13 @@ def watch_cmd(
     without a DCE acquisition are skipped with the reader's reason. What was handled is kept in
     the state file, so every study is handled once across restarts (docs/pacs.md).
     """
-    from breastai.pacs import WatchEvent, connect, watch, watch_once
+    from breastai.pacs import WatchEvent, connect, connect_target, watch, watch_once
     from breastai.pipeline import Settings
 
     server = connect(url, attempts=3 if once else 2)
     target = None
     if send_to is not None and not no_send:
-        target = server if send_to.rstrip("/") == server.url else connect(send_to)
+        target = connect_target(server, send_to)
     settings = Settings(
         device=device, weights=weights, breast_weights=breast_weights, weights_file=weights_file
     )

@@ -370,12 +370,10 @@ def _segment_from_pacs(
     show: bool,
     json_output: bool,
 ) -> None:
-    from breastai.pacs import connect, segment_from_pacs
+    from breastai.pacs import connect, connect_target, segment_from_pacs
 
     source = connect(url)
-    target = None
-    if send_to is not None:
-        target = source if send_to.rstrip("/") == source.url else connect(send_to)
+    target = None if send_to is None else connect_target(source, send_to)
     with err_console.status("fetching the study over DICOMweb ...") as status:
 
         def on_progress(stage: str, fraction: float) -> None:

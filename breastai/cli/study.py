@@ -326,8 +326,6 @@ def evaluate(
     percentile of the surface distances of both directions pooled. A ground-truth lesion
     (26-connected) is detected when any predicted voxel overlaps it.
     """
-    import math
-
     from rich.table import Table
 
     from breastai import evaluate as ev
@@ -348,10 +346,7 @@ def evaluate(
         vals = [getattr(r, c) for c in cols]
         table.add_row(r.case, *(f"{v:.3f}" for v in vals), f"{r.tp}/{r.fn}/{r.fp}")
     if len(rows) > 1:
-        means = []
-        for c in cols:
-            finite = [getattr(r, c) for r in rows if math.isfinite(getattr(r, c))]
-            means.append(f"{sum(finite) / len(finite):.3f}" if finite else "nan")
+        means = [f"{ev.mean_finite(rows, c):.3f}" for c in cols]
         tot = [sum(getattr(r, k) for r in rows) for k in ("tp", "fn", "fp")]
         table.add_row("[bold]mean (finite)[/bold]", *means, "/".join(map(str, tot)))
     console.print(table)
