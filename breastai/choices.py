@@ -15,7 +15,17 @@ from typing import TypeVar
 
 from breastai.errors import ParameterError
 
-__all__ = ["Blend", "Normalisation", "Precision", "Runtime", "parse_choice", "values"]
+__all__ = [
+    "Blend",
+    "Normalisation",
+    "Precision",
+    "Runtime",
+    "Task",
+    "TrainDevice",
+    "WatchMode",
+    "parse_choice",
+    "values",
+]
 
 
 class Blend(StrEnum):
@@ -46,6 +56,28 @@ class Normalisation(StrEnum):
 
     SEED = "seed"
     P1P99_MINMAX = "p1p99-minmax"
+
+
+class Task(StrEnum):
+    """What a model segments (``breastai train TASK``; ``breastai.training.train.TASKS``)."""
+
+    BREAST = "breast"
+    TUMOR = "tumor"
+
+
+class TrainDevice(StrEnum):
+    """Where ``breastai train`` runs."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class WatchMode(StrEnum):
+    """How ``breastai watch`` finds new studies (``breastai.pacs.watch.MODES``)."""
+
+    AUTO = "auto"
+    ORTHANC = "orthanc"
+    QIDO = "qido"
 
 
 E = TypeVar("E", bound=StrEnum)

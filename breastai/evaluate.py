@@ -55,6 +55,7 @@ __all__ = [
     "CaseMetrics",
     "evaluate_case",
     "evaluate_paths",
+    "mean_finite",
     "metrics_csv",
     "surface_distances",
     "union_on_grid",
@@ -402,6 +403,13 @@ def evaluate_paths(
         rows.append(evaluate_case(union, truth, case=_case_name(gf[name]), **gt_only))
     rows.sort(key=lambda r: r.case)
     return rows, notes
+
+
+def mean_finite(rows: Sequence[CaseMetrics], metric: str) -> float:
+    """The mean of ``metric`` (a :class:`CaseMetrics` field) over the cases where it is finite;
+    NaN when it is finite in none (an empty mask has no Hausdorff distance)."""
+    finite = [v for v in (float(getattr(r, metric)) for r in rows) if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def metrics_csv(rows: Sequence[CaseMetrics]) -> str:

@@ -13,7 +13,14 @@ import SimpleITK as sitk
 from scipy.spatial.distance import cdist
 
 from breastai.errors import InconsistentGeometryError, InputError, OutputExistsError
-from breastai.evaluate import CSV_COLUMNS, evaluate_case, evaluate_paths, metrics_csv, write_csv
+from breastai.evaluate import (
+    CSV_COLUMNS,
+    evaluate_case,
+    evaluate_paths,
+    mean_finite,
+    metrics_csv,
+    write_csv,
+)
 
 SPACING = (0.7, 0.9, 2.0)  # x, y, z
 
@@ -220,6 +227,39 @@ def test_cli_evaluate(tmp_path: Path) -> None:
     res = runner.invoke(app, ["evaluate", str(tmp_path / "nope.nii.gz"), str(gt)])
     assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1
     assert "Traceback" not in res.output
+
+
+
+def test_mean_row_averages_only_the_finite_cases(tmp_path: Path) -> None:
+    """An empty prediction has no Hausdorff distance (inf/NaN): the mean row of the table
+    averages the cases where a metric is finite, and sums TP/FN/FP over all cases."""
+    from typer.testing import CliRunner
+
+    from breastai.cli import app
+
+    gt_arr = _ball((10, 20, 20), (5, 10, 10), 5.0)
+    shifted = _ball((10, 20, 20), (5, 9, 11), 5.0)
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    for name, pred_arr in (("a", gt_arr), ("b", shifted), ("c", np.zeros_like(gt_arr))):
+        _write(gt_arr, tmp_path / "gt" / f"{name}.nii.gz")
+        _write(pred_arr, tmp_path / "pred" / f"{name}.nii.gz")
+    rows, _ = evaluate_paths(tmp_path / "pred", tmp_path / "gt")
+    by_case = {r.case: r for r in rows}
+    assert math.isfinite(by_case["b"].hausdorff_mm) and not math.isfinite(by_case["c"].hausdorff_mm)
+    expected_hd = (by_case["a"].hausdorff_mm + by_case["b"].hausdorff_mm) / 2  # c left out
+    assert mean_finite(rows, "hausdorff_mm") == pytest.approx(expected_hd)
+    assert mean_finite(rows, "dice") == pytest.approx(sum(r.dice for r in rows) / 3)
+    assert math.isnan(mean_finite([by_case["c"]], "hausdorff_mm"))  # finite in no case
+    res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt")],
+                             env={"COLUMNS": "200"})  # fmt: skip
+    assert res.exit_code == 0, res.output
+    mean_line = next(line for line in res.stdout.splitlines() if "mean (finite)" in line)
+    cells = [c.strip() for c in mean_line.strip("│ ").split("│")]
+    assert cells[1] == f"{sum(r.dice for r in rows) / 3:.3f}"
+    assert cells[4] == f"{expected_hd:.3f}"
+    tp, fn, fp = (sum(getattr(r, k) for r in rows) for k in ("tp", "fn", "fp"))
+    assert cells[6] == f"{tp}/{fn}/{fp}"
 
 
 def test_cropped_prediction_on_the_same_lattice_needs_no_warning() -> None:

@@ -412,6 +412,19 @@ def test_credentials_in_the_url_are_refused(data) -> None:
     assert res.exit_code == 2 and "not a DICOMweb URL" in res.stderr
 
 
+
+def test_results_go_back_on_the_source_connection_when_send_to_names_it() -> None:
+    """`segment --from-pacs URL --send-to URL/` and `watch URL --send-to URL` reuse the source
+    connection; another URL gets its own (no request is made: nothing listens there)."""
+    from breastai.pacs import connect, connect_target
+
+    source = connect("http://127.0.0.1:9/dicom-web")
+    assert connect_target(source, "http://127.0.0.1:9/dicom-web/") is source
+    other = connect_target(source, "http://127.0.0.1:10/dicom-web")
+    assert other is not source and other.url == "http://127.0.0.1:10/dicom-web"
+    with pytest.raises(ParameterError, match="not a DICOMweb URL"):
+        connect_target(source, "ftp://127.0.0.1/dicom-web")
+
 def test_segment_pacs_option_combinations_are_usage_errors(tmp_path) -> None:
     cases = [
         (["segment", "--from-pacs", "http://127.0.0.1:1/dicom-web"], "--study"),

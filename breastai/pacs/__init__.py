@@ -12,7 +12,13 @@
 docs/pacs.md has the commands for Orthanc and other DICOMweb servers.
 """
 
-from breastai.pacs.connection import Credentials, DicomwebServer, connect, load_credentials
+from breastai.pacs.connection import (
+    Credentials,
+    DicomwebServer,
+    connect,
+    connect_target,
+    load_credentials,
+)
 from breastai.pacs.transfer import (
     PacsSegmentResult,
     PulledStudy,
@@ -33,6 +39,7 @@ __all__ = [
     "WatchEvent",
     "WatchState",
     "connect",
+    "connect_target",
     "find_new_studies",
     "load_credentials",
     "pull_study",

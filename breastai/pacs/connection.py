@@ -49,6 +49,7 @@ __all__ = [
     "DicomwebServer",
     "config_path",
     "connect",
+    "connect_target",
     "load_credentials",
 ]
 
@@ -545,3 +546,9 @@ def connect(
     return DicomwebServer(
         clean, load_credentials(clean, path=config), attempts=attempts, backoff_s=backoff_s
     )
+
+
+def connect_target(source: DicomwebServer, url: str) -> DicomwebServer:
+    """The server to store results on: ``source`` itself when ``url`` is its root URL (a
+    trailing slash ignored), else :func:`connect` to ``url``."""
+    return source if url.rstrip("/") == source.url else connect(url)

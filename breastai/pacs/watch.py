@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from breastai import RESEARCH_NOTICE
+from breastai.choices import WatchMode, values
 from breastai.errors import (
     BreastAIError,
     InputError,
@@ -66,7 +67,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STATE_SCHEMA = "breastai.watch-state/1"
-MODES = ("auto", "orthanc", "qido")
+MODES = values(WatchMode)  # ("auto", "orthanc", "qido")
 
 
 @dataclass

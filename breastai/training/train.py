@@ -38,6 +38,7 @@ import SimpleITK as sitk
 import torch
 from torch import Tensor, nn
 
+from breastai.choices import Task, values
 from breastai.errors import InputError, OutputError, ParameterError
 from breastai.io.atomic import atomic_file
 from breastai.preprocess import (
@@ -66,7 +67,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TASKS = ("breast", "tumor")
+TASKS = values(Task)  # ("breast", "tumor")
 CHECKPOINT_FORMAT = "breastai-train-checkpoint-1"
 
 
