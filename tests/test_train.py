@@ -366,3 +366,29 @@ def test_install_demo_weights_checks_the_card(tmp_path: Path) -> None:
         install_demo_weights(run, models_dir=models, weights_toml=toml, tasks=("breast",))
     with pytest.raises(InputError, match="demo-tumor"):
         install_demo_weights(run, models_dir=models, weights_toml=toml, tasks=("tumor",))
+
+
+def test_demo_weights_resume(tmp_path: Path) -> None:
+    from breastai.training.demo_weights import build_demo_weights
+
+    with pytest.raises(ParameterError, match="--work"):
+        build_demo_weights(tmp_path / "m", smoke=True, only="breast", resume=True)
+    work = tmp_path / "work"
+    first = build_demo_weights(
+        tmp_path / "m1", smoke=True, only="breast", work_dir=work, update_weights_toml=False
+    )
+    done = json.loads((work / "breast-history.json").read_text())
+    # A resumed run continues from work/breast/last.pt: the finished stage is not trained again,
+    # so the exported weights are the same and the history is the checkpoint's, to the recorded
+    # epoch times (a second training, even a deterministic one, would record other seconds).
+    again = build_demo_weights(
+        tmp_path / "m2",
+        smoke=True,
+        only="breast",
+        work_dir=work,
+        update_weights_toml=False,
+        resume=True,
+    )
+    assert again.breast_sha256 == first.breast_sha256
+    assert json.loads((work / "breast-history.json").read_text()) == done
+    assert all(h["seconds"] > 0 for h in done)
