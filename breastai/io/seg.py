@@ -340,9 +340,13 @@ def read_seg(path: Path, reference: sitk.Image) -> dict[str, sitk.Image]:
     -------
     dict
         Segment label -> uint8 0/1 ``SimpleITK.Image`` on ``reference``'s grid.
+
+    Raises
+    ------
+    UnsupportedInputError
+        Not a DICOM-SEG, or a segment that does not lie on ``reference``'s grid.
     """
     seg = _segread(path)
-    ref = _volume(reference, np.zeros(reference.GetSize()[::-1], dtype=np.uint8))
     out: dict[str, sitk.Image] = {}
     for item in seg.SegmentSequence:
         number = int(item.SegmentNumber)
@@ -350,11 +354,80 @@ def read_seg(path: Path, reference: sitk.Image) -> dict[str, sitk.Image]:
         if vol is None:  # no frame of this segment stored
             arr = np.zeros(reference.GetSize()[::-1], dtype=np.uint8)
         else:
-            matched = vol.match_geometry(ref)
-            arr = (np.asarray(matched.array) > 0).astype(np.uint8)
+            own = _volume_image(vol, np.uint8, path)
+            arr = (_on_grid(own, reference, path) > 0).astype(np.uint8)
         img = sitk.GetImageFromArray(arr)
         img.CopyInformation(reference)
         out[str(item.SegmentLabel)] = img
+    return out
+
+
+def _volume_image(volume: Any, dtype: type[np.integer[Any]], path: Path) -> sitk.Image:
+    """The one geometry path of the SEG readers: a highdicom ``Volume`` (the SEG frames stacked
+    by their plane positions, with orientation and spacing) as a SimpleITK image in LPS.
+
+    Slices are ordered along row x column (the DICOM reader's convention), so a SEG written on a
+    study's grid reads back onto that same grid.
+    """
+    array = np.asarray(volume.array)
+    if array.ndim != 3:
+        raise UnsupportedInputError(f"{path}: the DICOM-SEG volume is not 3-D ({array.shape}).")
+    affine = np.asarray(volume.affine, dtype=float)  # (i, j, k) array index -> LPS
+    columns = affine[:3, :3]
+    spacing = np.linalg.norm(columns, axis=0)
+    direction = columns[:, ::-1] / spacing[::-1]  # sitk x = k, y = j, z = i
+    origin = affine[:3, 3].copy()
+    if float(np.dot(direction[:, 2], np.cross(direction[:, 0], direction[:, 1]))) < 0:
+        # slices stored against the row x column normal: flip so z = row x col, as the reader does
+        origin = origin + direction[:, 2] * spacing[0] * (array.shape[0] - 1)
+        direction[:, 2] = -direction[:, 2]
+        array = array[::-1]
+    image = sitk.GetImageFromArray(
+        np.ascontiguousarray(array.astype(dtype))
+    )  # (i, j, k) as (z, y, x)
+    image.SetSpacing(tuple(float(v) for v in spacing[::-1]))
+    image.SetDirection(tuple(float(v) for v in direction.ravel()))
+    image.SetOrigin(tuple(float(v) for v in origin))
+    return image
+
+
+def _on_grid(image: sitk.Image, reference: sitk.Image, path: Path) -> np.ndarray:
+    """The voxels of ``image`` on ``reference``'s grid, ``(z, y, x)``, without interpolation.
+
+    ``image`` must lie on the reference lattice up to axis permutations and flips and a whole
+    voxel offset (a SEG stores only its non-empty frames); voxels outside are zero.
+    """
+
+    def index_frame(img: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+        d = np.reshape(np.asarray(img.GetDirection(), dtype=float), (3, 3))
+        return d * np.asarray(img.GetSpacing(), dtype=float), np.asarray(img.GetOrigin(), float)
+
+    own, own_origin = index_frame(image)
+    ref, ref_origin = index_frame(reference)
+    axes = np.linalg.solve(ref, own)  # image index (x, y, z) -> reference index, per axis
+    offset = np.linalg.solve(ref, own_origin - ref_origin)
+    perm, shift = np.rint(axes), np.rint(offset)
+    size = np.asarray(reference.GetSize())
+    if not (
+        np.allclose(axes, perm, atol=1e-2)
+        and np.allclose(offset, shift, atol=5e-2)
+        and np.array_equal(np.abs(perm).sum(axis=0), np.ones(3))
+        and np.array_equal(np.abs(perm).sum(axis=1), np.ones(3))
+    ):
+        raise UnsupportedInputError(
+            f"{path}: the DICOM-SEG does not lie on the reference grid (size {tuple(size)}, "
+            "spacing, orientation); read it with breastai.io.read_image and resample it."
+        )
+    out = np.zeros(tuple(size[::-1]), dtype=sitk.GetArrayViewFromImage(image).dtype)
+    array = sitk.GetArrayViewFromImage(image)
+    zyx = np.nonzero(array)
+    index = perm.astype(np.int64) @ np.stack(zyx[::-1]) + shift.astype(np.int64)[:, None]
+    if index.size and ((index < 0).any() or (index >= size[:, None]).any()):
+        raise UnsupportedInputError(
+            f"{path}: DICOM-SEG voxels lie outside the reference grid (size {tuple(size)}); "
+            "read it with breastai.io.read_image and resample it."
+        )
+    out[index[2], index[1], index[0]] = array[zyx]
     return out
 
 
@@ -394,24 +467,5 @@ def read_seg_labels(path: Path) -> sitk.Image:
         ) from None
     if volume is None:
         raise UnsupportedInputError(f"{path}: the DICOM-SEG holds no frames.")
-    array = np.asarray(volume.array)
-    if array.ndim != 3:
-        raise UnsupportedInputError(f"{path}: the DICOM-SEG volume is not 3-D ({array.shape}).")
-    affine = np.asarray(volume.affine, dtype=float)  # (i, j, k) array index -> LPS
-    columns = affine[:3, :3]
-    spacing = np.linalg.norm(columns, axis=0)
     dtype = np.uint16 if (not numbers or max(numbers) < 65536) else np.uint32
-    direction = columns[:, ::-1] / spacing[::-1]  # sitk x = k, y = j, z = i
-    origin = affine[:3, 3].copy()
-    if float(np.dot(direction[:, 2], np.cross(direction[:, 0], direction[:, 1]))) < 0:
-        # slices stored against the row x column normal: flip so z = row x col, as the reader does
-        origin = origin + direction[:, 2] * spacing[0] * (array.shape[0] - 1)
-        direction[:, 2] = -direction[:, 2]
-        array = array[::-1]
-    image = sitk.GetImageFromArray(
-        np.ascontiguousarray(array.astype(dtype))
-    )  # (i, j, k) as (z, y, x)
-    image.SetSpacing(tuple(float(v) for v in spacing[::-1]))
-    image.SetDirection(tuple(float(v) for v in direction.ravel()))
-    image.SetOrigin(tuple(float(v) for v in origin))
-    return image
+    return _volume_image(volume, dtype, path)
