@@ -399,8 +399,9 @@ def _on_grid(image: sitk.Image, reference: sitk.Image, path: Path) -> np.ndarray
     """
 
     def index_frame(img: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
-        d = np.reshape(np.asarray(img.GetDirection(), dtype=float), (3, 3))
-        return d * np.asarray(img.GetSpacing(), dtype=float), np.asarray(img.GetOrigin(), float)
+        d = np.reshape(np.asarray(img.GetDirection(), dtype=np.float64), (3, 3))
+        spacing = np.asarray(img.GetSpacing(), dtype=np.float64)
+        return d * spacing, np.asarray(img.GetOrigin(), dtype=np.float64)
 
     own, own_origin = index_frame(image)
     ref, ref_origin = index_frame(reference)

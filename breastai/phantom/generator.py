@@ -36,34 +36,18 @@ from breastai.phantom.lesions import longest_diameter as _longest_diameter  # no
 from breastai.phantom.params import resolve_params
 from breastai.phantom.presets import ORIENTATIONS
 from breastai.phantom.signal import Rendered, render
-from breastai.phantom.tissues import (  # noqa: F401 (re-exported: randomise, tests)
-    AIR,
-    BLOOD,
-    BONE,
-    BVESSEL,
-    FAT,
-    FGT,
-    IMPLANT,
-    LESION0,
-    LIVER,
-    LUNG,
-    MUSCLE,
-    MYO,
-    NECROSIS,
-    NIPPLE,
-    NODE,
-    SKIN,
-    TISSUE_LABELS,
-    VESSEL,
-)
+from breastai.phantom.tissues import FGT, LESION0, NECROSIS, SKIN, TISSUE_LABELS
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
-__all__ = [
+__all__ = [  # FGT, LESION0, SKIN: label values re-exported from tissues
+    "FGT",
     "GENERATOR_VERSION",
+    "LESION0",
     "LESION_SHAPES",
     "ORIENTATIONS",
+    "SKIN",
     "TISSUE_LABELS",
     "PhantomCase",
     "generate_case",

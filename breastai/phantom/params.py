@@ -86,6 +86,11 @@ class Params:
 PARAM_NAMES = {f.name for f in fields(Params)} - {"extra"}
 
 
+def _draw(prior: dict[str, float], u: float) -> str:
+    """The category of ``prior`` (name -> probability) that the uniform draw ``u`` falls in."""
+    return list(prior)[int(np.searchsorted(np.cumsum(list(prior.values())), u))]
+
+
 def resolve_params(
     preset: str, n_phases: int, overrides: dict[str, Any], rng: np.random.Generator
 ) -> Params:
@@ -145,8 +150,7 @@ def resolve_params(
         v = float(np.exp(np.log(350.0) + draws[0] * (np.log(900.0) - np.log(350.0))))
         p.breast_ml = (v, v * (0.9 + 0.2 * float(draws[1])))
     if p.fgt_category is None:
-        cats = list(_FGT_PRIOR)
-        p.fgt_category = cats[int(np.searchsorted(np.cumsum(list(_FGT_PRIOR.values())), draws[2]))]
+        p.fgt_category = _draw(_FGT_PRIOR, float(draws[2]))
     if p.fgt_category not in _FGT_RANGE:
         raise ParameterError(f"fgt_category must be a, b, c or d; got {p.fgt_category!r}.")
     if p.fgt_fraction is None:
@@ -155,8 +159,7 @@ def resolve_params(
     if not 0.0 <= p.fgt_fraction <= 0.85:
         raise ParameterError(f"fgt_fraction must be 0..0.85; got {p.fgt_fraction}.")
     if p.bpe is None:
-        cats = list(_BPE_PRIOR)
-        p.bpe = cats[int(np.searchsorted(np.cumsum(list(_BPE_PRIOR.values())), draws[4]))]
+        p.bpe = _draw(_BPE_PRIOR, float(draws[4]))
     if p.bpe not in BPE_KTRANS:
         raise ParameterError(f"bpe must be one of {list(BPE_KTRANS)}; got {p.bpe!r}.")
     if p.r1 is None:
