@@ -256,24 +256,28 @@ def write_seg(
     b = sitk.GetArrayFromImage(breast) > 0
     t = sitk.GetArrayFromImage(tumor) > 0
     stack = np.stack([b, t], axis=-1).astype(np.uint8)  # (z, y, x, segments)
+    # (number, task, category, type, anatomic regions) of the two segments (docs/dicom-rules.md §3)
+    segments = (
+        (1, "breast", codes.SCT.AnatomicalStructure, codes.SCT.Breast, None),
+        (
+            2,
+            "tumor",
+            codes.SCT.MorphologicallyAbnormalStructure,
+            codes.SCT.Neoplasm,
+            [codes.SCT.Breast],
+        ),
+    )
     descriptions = [
         hd.seg.SegmentDescription(
-            segment_number=1,
-            segment_label=SEGMENT_LABELS[1],
-            segmented_property_category=codes.SCT.AnatomicalStructure,
-            segmented_property_type=codes.SCT.Breast,
+            segment_number=number,
+            segment_label=SEGMENT_LABELS[number],
+            segmented_property_category=category,
+            segmented_property_type=prop_type,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=_algorithm("breast", weights.get("breast", {}), phase_label),
-        ),
-        hd.seg.SegmentDescription(
-            segment_number=2,
-            segment_label=SEGMENT_LABELS[2],
-            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-            segmented_property_type=codes.SCT.Neoplasm,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=_algorithm("tumor", weights.get("tumor", {}), phase_label),
-            anatomic_regions=[codes.SCT.Breast],
-        ),
+            algorithm_identification=_algorithm(task, weights.get(task, {}), phase_label),
+            anatomic_regions=regions,
+        )
+        for number, task, category, prop_type, regions in segments
     ]
     classic = len(source) == len(files) and not ref.frame_numbers
     pixel_array: Any
