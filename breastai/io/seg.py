@@ -35,7 +35,7 @@ import SimpleITK as sitk
 
 from breastai import RESEARCH_NOTICE, __version__
 from breastai.errors import OutputExistsError, ParameterError, UnsupportedInputError
-from breastai.geometry import same_grid
+from breastai.geometry import on_lattice, same_grid
 from breastai.io.atomic import atomic_file
 from breastai.study import Study
 
@@ -358,8 +358,14 @@ def read_seg(path: Path, reference: sitk.Image) -> dict[str, sitk.Image]:
         if vol is None:  # no frame of this segment stored
             arr = np.zeros(reference.GetSize()[::-1], dtype=np.uint8)
         else:
-            own = _volume_image(vol, np.uint8, path)
-            arr = (_on_grid(own, reference, path) > 0).astype(np.uint8)
+            placed = on_lattice(_volume_image(vol, np.uint8, path), reference)
+            if placed is None:
+                raise UnsupportedInputError(
+                    f"{path}: the DICOM-SEG does not lie on the reference grid (size "
+                    f"{reference.GetSize()}, spacing, orientation) or extends outside it; read "
+                    "it with breastai.io.read_image and resample it."
+                )
+            arr = (placed > 0).astype(np.uint8)
         img = sitk.GetImageFromArray(arr)
         img.CopyInformation(reference)
         out[str(item.SegmentLabel)] = img
@@ -393,47 +399,6 @@ def _volume_image(volume: Any, dtype: type[np.integer[Any]], path: Path) -> sitk
     image.SetDirection(tuple(float(v) for v in direction.ravel()))
     image.SetOrigin(tuple(float(v) for v in origin))
     return image
-
-
-def _on_grid(image: sitk.Image, reference: sitk.Image, path: Path) -> np.ndarray:
-    """The voxels of ``image`` on ``reference``'s grid, ``(z, y, x)``, without interpolation.
-
-    ``image`` must lie on the reference lattice up to axis permutations and flips and a whole
-    voxel offset (a SEG stores only its non-empty frames); voxels outside are zero.
-    """
-
-    def index_frame(img: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
-        d = np.reshape(np.asarray(img.GetDirection(), dtype=np.float64), (3, 3))
-        spacing = np.asarray(img.GetSpacing(), dtype=np.float64)
-        return d * spacing, np.asarray(img.GetOrigin(), dtype=np.float64)
-
-    own, own_origin = index_frame(image)
-    ref, ref_origin = index_frame(reference)
-    axes = np.linalg.solve(ref, own)  # image index (x, y, z) -> reference index, per axis
-    offset = np.linalg.solve(ref, own_origin - ref_origin)
-    perm, shift = np.rint(axes), np.rint(offset)
-    size = np.asarray(reference.GetSize())
-    if not (
-        np.allclose(axes, perm, atol=1e-2)
-        and np.allclose(offset, shift, atol=5e-2)
-        and np.array_equal(np.abs(perm).sum(axis=0), np.ones(3))
-        and np.array_equal(np.abs(perm).sum(axis=1), np.ones(3))
-    ):
-        raise UnsupportedInputError(
-            f"{path}: the DICOM-SEG does not lie on the reference grid (size {tuple(size)}, "
-            "spacing, orientation); read it with breastai.io.read_image and resample it."
-        )
-    out = np.zeros(tuple(size[::-1]), dtype=sitk.GetArrayViewFromImage(image).dtype)
-    array = sitk.GetArrayViewFromImage(image)
-    zyx = np.nonzero(array)
-    index = perm.astype(np.int64) @ np.stack(zyx[::-1]) + shift.astype(np.int64)[:, None]
-    if index.size and ((index < 0).any() or (index >= size[:, None]).any()):
-        raise UnsupportedInputError(
-            f"{path}: DICOM-SEG voxels lie outside the reference grid (size {tuple(size)}); "
-            "read it with breastai.io.read_image and resample it."
-        )
-    out[index[2], index[1], index[0]] = array[zyx]
-    return out
 
 
 def _segread(path: Path) -> Any:
