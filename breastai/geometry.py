@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -26,6 +27,7 @@ from breastai.errors import InconsistentGeometryError, ParameterError
 
 __all__ = [
     "align_to_grid",
+    "on_lattice",
     "resample_to_reference",
     "resample_to_spacing",
     "same_grid",
@@ -230,6 +232,43 @@ def _same_lattice(a: sitk.Image, b: sitk.Image) -> bool:
         return False
     idx = np.asarray(b.TransformPhysicalPointToContinuousIndex(a.GetOrigin()))
     return bool(np.allclose(idx, np.round(idx), atol=1e-3))
+
+
+def on_lattice(image: sitk.Image, reference: sitk.Image) -> NDArray[Any] | None:
+    """The voxels of ``image`` on ``reference``'s grid, ``(z, y, x)``, without interpolation.
+
+    ``image`` must lie on ``reference``'s voxel lattice up to axis permutations and flips and a
+    whole-voxel offset (e.g. a DICOM-SEG that stores only its non-empty frames); voxels of
+    ``reference`` it does not cover are 0. None when it does not lie on the lattice or has
+    non-zero voxels outside ``reference``.
+    """
+
+    def index_frame(img: sitk.Image) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        d = np.reshape(np.asarray(img.GetDirection(), dtype=np.float64), (3, 3))
+        spacing = np.asarray(img.GetSpacing(), dtype=np.float64)
+        return d * spacing, np.asarray(img.GetOrigin(), dtype=np.float64)
+
+    own, own_origin = index_frame(image)
+    ref, ref_origin = index_frame(reference)
+    axes = np.linalg.solve(ref, own)  # image index (x, y, z) -> reference index, per axis
+    offset = np.linalg.solve(ref, own_origin - ref_origin)
+    perm, shift = np.rint(axes), np.rint(offset)
+    if not (
+        np.allclose(axes, perm, atol=1e-2)
+        and np.allclose(offset, shift, atol=5e-2)
+        and np.array_equal(np.abs(perm).sum(axis=0), np.ones(3))
+        and np.array_equal(np.abs(perm).sum(axis=1), np.ones(3))
+    ):
+        return None
+    size = np.asarray(reference.GetSize())
+    array = sitk.GetArrayViewFromImage(image)
+    zyx = np.nonzero(array)
+    index = perm.astype(np.int64) @ np.stack(zyx[::-1]) + shift.astype(np.int64)[:, None]
+    if index.size and ((index < 0).any() or (index >= size[:, None]).any()):
+        return None
+    out = np.zeros(tuple(size[::-1]), dtype=array.dtype)
+    out[index[2], index[1], index[0]] = array[zyx]
+    return out
 
 
 def _extent_lps(image: sitk.Image) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

@@ -43,6 +43,46 @@ def test_round_trip_identical_voxels(written: dict) -> None:
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back["Tumor"]), written["info"]["lesion"])
 
 
+def test_both_readers_give_the_same_image(written: dict) -> None:
+    """read_seg (onto the reference grid) and read_image (the SEG's own grid) share one geometry."""
+    from breastai.io import read_image
+
+    ref = written["study"].reference.image
+    info = written["info"]
+    labels = np.where(info["lesion"] > 0, 2, np.where(info["breast"] > 0, 1, 0))  # truth
+    on_ref = read_seg(written["path"], ref)
+    own = read_image(written["path"])  # the SEG stores its non-empty frames only
+    for img in on_ref.values():
+        assert img.GetSize() == ref.GetSize()
+        np.testing.assert_allclose(img.GetOrigin(), ref.GetOrigin())
+        np.testing.assert_allclose(img.GetSpacing(), ref.GetSpacing())
+        np.testing.assert_allclose(img.GetDirection(), ref.GetDirection())
+    combined = np.where(
+        sitk.GetArrayFromImage(on_ref["Tumor"]) > 0,
+        2,
+        np.where(sitk.GetArrayFromImage(on_ref["Breast"]) > 0, 1, 0),
+    )
+    np.testing.assert_array_equal(combined, labels)
+    # the own grid is the reference lattice: same spacing and direction, origin on a voxel
+    np.testing.assert_allclose(own.GetSpacing(), ref.GetSpacing(), atol=1e-4)
+    np.testing.assert_allclose(own.GetDirection(), ref.GetDirection(), atol=1e-5)
+    start = ref.TransformPhysicalPointToIndex(own.GetOrigin())
+    np.testing.assert_allclose(own.GetOrigin(), ref.TransformIndexToPhysicalPoint(start), atol=1e-3)
+    (z0, y0, x0), (nz, ny, nx) = start[::-1], own.GetSize()[::-1]
+    window = labels[z0 : z0 + nz, y0 : y0 + ny, x0 : x0 + nx]
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(own), window)
+    assert int((window > 0).sum()) == int((labels > 0).sum())  # nothing outside the own grid
+
+
+def test_read_seg_refuses_a_grid_it_does_not_lie_on(written: dict) -> None:
+    ref = written["study"].reference.image
+    shifted = sitk.Image(ref)
+    half = np.asarray(ref.GetDirection()).reshape(3, 3) @ (0.5 * np.asarray(ref.GetSpacing()))
+    shifted.SetOrigin(tuple(np.asarray(ref.GetOrigin()) + half))
+    with pytest.raises(UnsupportedInputError, match="reference grid"):
+        read_seg(written["path"], shifted)
+
+
 def test_geometry_of_every_frame_matches_the_source(written: dict) -> None:
     import highdicom as hd
 

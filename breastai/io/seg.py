@@ -35,7 +35,7 @@ import SimpleITK as sitk
 
 from breastai import RESEARCH_NOTICE, __version__
 from breastai.errors import OutputExistsError, ParameterError, UnsupportedInputError
-from breastai.geometry import same_grid
+from breastai.geometry import on_lattice, same_grid
 from breastai.io.atomic import atomic_file
 from breastai.study import Study
 
@@ -256,24 +256,28 @@ def write_seg(
     b = sitk.GetArrayFromImage(breast) > 0
     t = sitk.GetArrayFromImage(tumor) > 0
     stack = np.stack([b, t], axis=-1).astype(np.uint8)  # (z, y, x, segments)
+    # (number, task, category, type, anatomic regions) of the two segments (docs/dicom-rules.md §3)
+    segments = (
+        (1, "breast", codes.SCT.AnatomicalStructure, codes.SCT.Breast, None),
+        (
+            2,
+            "tumor",
+            codes.SCT.MorphologicallyAbnormalStructure,
+            codes.SCT.Neoplasm,
+            [codes.SCT.Breast],
+        ),
+    )
     descriptions = [
         hd.seg.SegmentDescription(
-            segment_number=1,
-            segment_label=SEGMENT_LABELS[1],
-            segmented_property_category=codes.SCT.AnatomicalStructure,
-            segmented_property_type=codes.SCT.Breast,
+            segment_number=number,
+            segment_label=SEGMENT_LABELS[number],
+            segmented_property_category=category,
+            segmented_property_type=prop_type,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=_algorithm("breast", weights.get("breast", {}), phase_label),
-        ),
-        hd.seg.SegmentDescription(
-            segment_number=2,
-            segment_label=SEGMENT_LABELS[2],
-            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-            segmented_property_type=codes.SCT.Neoplasm,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=_algorithm("tumor", weights.get("tumor", {}), phase_label),
-            anatomic_regions=[codes.SCT.Breast],
-        ),
+            algorithm_identification=_algorithm(task, weights.get(task, {}), phase_label),
+            anatomic_regions=regions,
+        )
+        for number, task, category, prop_type, regions in segments
     ]
     classic = len(source) == len(files) and not ref.frame_numbers
     pixel_array: Any
@@ -340,9 +344,13 @@ def read_seg(path: Path, reference: sitk.Image) -> dict[str, sitk.Image]:
     -------
     dict
         Segment label -> uint8 0/1 ``SimpleITK.Image`` on ``reference``'s grid.
+
+    Raises
+    ------
+    UnsupportedInputError
+        Not a DICOM-SEG, or a segment that does not lie on ``reference``'s grid.
     """
     seg = _segread(path)
-    ref = _volume(reference, np.zeros(reference.GetSize()[::-1], dtype=np.uint8))
     out: dict[str, sitk.Image] = {}
     for item in seg.SegmentSequence:
         number = int(item.SegmentNumber)
@@ -350,12 +358,47 @@ def read_seg(path: Path, reference: sitk.Image) -> dict[str, sitk.Image]:
         if vol is None:  # no frame of this segment stored
             arr = np.zeros(reference.GetSize()[::-1], dtype=np.uint8)
         else:
-            matched = vol.match_geometry(ref)
-            arr = (np.asarray(matched.array) > 0).astype(np.uint8)
+            placed = on_lattice(_volume_image(vol, np.uint8, path), reference)
+            if placed is None:
+                raise UnsupportedInputError(
+                    f"{path}: the DICOM-SEG does not lie on the reference grid (size "
+                    f"{reference.GetSize()}, spacing, orientation) or extends outside it; read "
+                    "it with breastai.io.read_image and resample it."
+                )
+            arr = (placed > 0).astype(np.uint8)
         img = sitk.GetImageFromArray(arr)
         img.CopyInformation(reference)
         out[str(item.SegmentLabel)] = img
     return out
+
+
+def _volume_image(volume: Any, dtype: type[np.integer[Any]], path: Path) -> sitk.Image:
+    """The one geometry path of the SEG readers: a highdicom ``Volume`` (the SEG frames stacked
+    by their plane positions, with orientation and spacing) as a SimpleITK image in LPS.
+
+    Slices are ordered along row x column (the DICOM reader's convention), so a SEG written on a
+    study's grid reads back onto that same grid.
+    """
+    array = np.asarray(volume.array)
+    if array.ndim != 3:
+        raise UnsupportedInputError(f"{path}: the DICOM-SEG volume is not 3-D ({array.shape}).")
+    affine = np.asarray(volume.affine, dtype=float)  # (i, j, k) array index -> LPS
+    columns = affine[:3, :3]
+    spacing = np.linalg.norm(columns, axis=0)
+    direction = columns[:, ::-1] / spacing[::-1]  # sitk x = k, y = j, z = i
+    origin = affine[:3, 3].copy()
+    if float(np.dot(direction[:, 2], np.cross(direction[:, 0], direction[:, 1]))) < 0:
+        # slices stored against the row x column normal: flip so z = row x col, as the reader does
+        origin = origin + direction[:, 2] * spacing[0] * (array.shape[0] - 1)
+        direction[:, 2] = -direction[:, 2]
+        array = array[::-1]
+    image = sitk.GetImageFromArray(
+        np.ascontiguousarray(array.astype(dtype))
+    )  # (i, j, k) as (z, y, x)
+    image.SetSpacing(tuple(float(v) for v in spacing[::-1]))
+    image.SetDirection(tuple(float(v) for v in direction.ravel()))
+    image.SetOrigin(tuple(float(v) for v in origin))
+    return image
 
 
 def _segread(path: Path) -> Any:
@@ -394,24 +437,5 @@ def read_seg_labels(path: Path) -> sitk.Image:
         ) from None
     if volume is None:
         raise UnsupportedInputError(f"{path}: the DICOM-SEG holds no frames.")
-    array = np.asarray(volume.array)
-    if array.ndim != 3:
-        raise UnsupportedInputError(f"{path}: the DICOM-SEG volume is not 3-D ({array.shape}).")
-    affine = np.asarray(volume.affine, dtype=float)  # (i, j, k) array index -> LPS
-    columns = affine[:3, :3]
-    spacing = np.linalg.norm(columns, axis=0)
     dtype = np.uint16 if (not numbers or max(numbers) < 65536) else np.uint32
-    direction = columns[:, ::-1] / spacing[::-1]  # sitk x = k, y = j, z = i
-    origin = affine[:3, 3].copy()
-    if float(np.dot(direction[:, 2], np.cross(direction[:, 0], direction[:, 1]))) < 0:
-        # slices stored against the row x column normal: flip so z = row x col, as the reader does
-        origin = origin + direction[:, 2] * spacing[0] * (array.shape[0] - 1)
-        direction[:, 2] = -direction[:, 2]
-        array = array[::-1]
-    image = sitk.GetImageFromArray(
-        np.ascontiguousarray(array.astype(dtype))
-    )  # (i, j, k) as (z, y, x)
-    image.SetSpacing(tuple(float(v) for v in spacing[::-1]))
-    image.SetDirection(tuple(float(v) for v in direction.ravel()))
-    image.SetOrigin(tuple(float(v) for v in origin))
-    return image
+    return _volume_image(volume, dtype, path)

@@ -50,6 +50,13 @@ from numpy.typing import NDArray
 from breastai import RESEARCH_NOTICE
 from breastai.errors import OutputError, ParameterError
 from breastai.phantom._util import dn_scale, to_dn
+from breastai.phantom.dicom_encode import (
+    Part10Encoder,
+    da_value,
+    ds_value,
+    dt_value,
+    tm_value,
+)
 from breastai.phantom.presets import LAYOUTS
 
 if TYPE_CHECKING:
@@ -60,6 +67,8 @@ if TYPE_CHECKING:
 __all__ = ["LAYOUTS", "write_dicom_study"]
 
 log = logging.getLogger(__name__)
+
+_Encoder = Part10Encoder  # the name bench/phantom.py patches (same class)
 
 _STUDY_DATE = dt.date(2026, 1, 15)
 _INJECTION = dt.datetime(2026, 1, 15, 9, 30, 0)
@@ -73,72 +82,6 @@ _MANUFACTURER = {
 }
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4.1"
-
-
-def _ds(x: float) -> str:
-    from pydicom.valuerep import format_number_as_ds
-
-    s = format_number_as_ds(float(x))
-    return "0" if s in ("-0", "-0.0") else s
-
-
-def _tm(t: dt.datetime) -> str:
-    return t.strftime("%H%M%S.%f")[:13]
-
-
-def _da(t: dt.datetime | dt.date) -> str:
-    return t.strftime("%Y%m%d")
-
-
-def _dt(t: dt.datetime) -> str:
-    return t.strftime("%Y%m%d%H%M%S.%f")
-
-
-class _Encoder:
-    """Explicit VR little endian Part 10 encoder with a per-element byte cache.
-
-    Most elements of a series are the same in every file; encoding each distinct (tag, VR, value)
-    once makes writing hundreds of slices several times faster than ``dcmwrite``, with identical
-    bytes (checked by the tests against ``pydicom.dcmwrite``).
-    """
-
-    def __init__(self) -> None:
-        self.cache: dict[tuple[Any, ...], bytes] = {}
-
-    @staticmethod
-    def _key(elem: Any) -> tuple[Any, ...] | None:
-        v = elem.value
-        if elem.VR in ("SQ", "OW", "OB", "UN") or isinstance(v, bytes | bytearray):
-            return None
-        if isinstance(v, list | tuple) or type(v).__name__ == "MultiValue":
-            return (int(elem.tag), elem.VR, tuple(str(x) for x in v))
-        return (int(elem.tag), elem.VR, type(v).__name__, str(v))
-
-    def encode(self, ds: Dataset) -> bytes:
-        from pydicom.filebase import DicomBytesIO
-        from pydicom.filewriter import write_data_element, write_file_meta_info
-
-        meta = DicomBytesIO()
-        meta.is_little_endian, meta.is_implicit_VR = True, False
-        meta.write(b"\x00" * 128 + b"DICM")
-        write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
-        parts = [meta.getvalue()]
-        encoding = ds.get("SpecificCharacterSet", "iso8859")
-        for tag in sorted(ds.keys()):
-            if tag.element == 0 and tag.group > 6:
-                continue
-            elem = ds[tag]
-            key = self._key(elem)
-            blob = self.cache.get(key) if key is not None else None
-            if blob is None:
-                fp = DicomBytesIO()
-                fp.is_little_endian, fp.is_implicit_VR = True, False
-                write_data_element(fp, elem, encoding)
-                blob = fp.getvalue()
-                if key is not None:
-                    self.cache[key] = blob
-            parts.append(blob)
-        return b"".join(parts)
 
 
 class _Writer:
@@ -161,7 +104,7 @@ class _Writer:
         dt_s = float(np.median(np.diff(self.times))) if self.times.size > 1 else 60.0
         self.duration_s = 0.95 * dt_s
         self.n_files = 0
-        self.encoder = _Encoder()
+        self.encoder = Part10Encoder()
 
     # ---- identity -------------------------------------------------------------------------
     def uid(self, *parts: object) -> str:
@@ -185,7 +128,7 @@ class _Writer:
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.SpecificCharacterSet = "ISO_IR 100"
         ds.SOPClassUID = sop_class
-        ds.StudyDate = _da(_STUDY_DATE)
+        ds.StudyDate = da_value(_STUDY_DATE)
         ds.StudyTime = "091500.000000"
         ds.AccessionNumber = f"PH{int(c.meta.get('seed', 0)):06d}"
         ds.Modality = "MR"
@@ -208,7 +151,7 @@ class _Writer:
         ds.FrameOfReferenceUID = self.for_uid
         ds.PositionReferenceIndicator = ""
         ds.PatientPosition = "FFP" if self.layout == "siemens" else "HFP"
-        ds.MagneticFieldStrength = _ds(c.meta.get("field_T", 1.5))
+        ds.MagneticFieldStrength = ds_value(c.meta.get("field_T", 1.5))
         ds.ImageComments = f"{RESEARCH_NOTICE} Synthetic breastai phantom, not patient data."
         return ds
 
@@ -218,11 +161,11 @@ class _Writer:
         ds.SequenceVariant = "SK" if t2 else ["SS", "SP"]
         ds.ScanOptions = "" if t2 or not m.get("fat_sat", True) else "FS"
         ds.MRAcquisitionType = "2D" if t2 else "3D"
-        ds.RepetitionTime = _ds(4000.0 if t2 else m.get("tr_ms", 4.5))
-        ds.EchoTime = _ds(80.0 if t2 else m.get("te_ms", 2.0))
-        ds.FlipAngle = _ds(90.0 if t2 else m.get("flip_deg", 12.0))
+        ds.RepetitionTime = ds_value(4000.0 if t2 else m.get("tr_ms", 4.5))
+        ds.EchoTime = ds_value(80.0 if t2 else m.get("te_ms", 2.0))
+        ds.FlipAngle = ds_value(90.0 if t2 else m.get("flip_deg", 12.0))
         ds.EchoTrainLength = "16" if t2 else "1"
-        ds.ImagingFrequency = _ds(63.87 if float(m.get("field_T", 1.5)) == 1.5 else 127.74)
+        ds.ImagingFrequency = ds_value(63.87 if float(m.get("field_T", 1.5)) == 1.5 else 127.74)
         ds.ImagedNucleus = "1H"
         if not t2:
             if self.layout == "siemens":
@@ -243,13 +186,13 @@ class _Writer:
         thickness: float,
         between: float,
     ) -> None:
-        ds.ImageOrientationPatient = [_ds(v) for v in (*row, *col)]
-        ds.ImagePositionPatient = [_ds(v) for v in ipp]
+        ds.ImageOrientationPatient = [ds_value(v) for v in (*row, *col)]
+        ds.ImagePositionPatient = [ds_value(v) for v in ipp]
         normal = np.cross(row, col)
-        ds.SliceLocation = _ds(float(normal @ ipp))
-        ds.PixelSpacing = [_ds(spacing_rc[0]), _ds(spacing_rc[1])]
-        ds.SliceThickness = _ds(thickness)
-        ds.SpacingBetweenSlices = _ds(between)
+        ds.SliceLocation = ds_value(float(normal @ ipp))
+        ds.PixelSpacing = [ds_value(spacing_rc[0]), ds_value(spacing_rc[1])]
+        ds.SliceThickness = ds_value(thickness)
+        ds.SpacingBetweenSlices = ds_value(between)
         ds.Rows, ds.Columns = rows, cols
 
     def pixels(self, ds: Dataset, arr: NDArray[np.uint16]) -> None:
@@ -314,9 +257,9 @@ class _Writer:
         ds.ProtocolName = description
         ds.ImageType = list(image_type)
         ds.ContrastBolusAgent = "Gadobutrol 0.1 mmol/kg"
-        ds.ContrastBolusStartTime = _tm(_INJECTION)
-        ds.SeriesDate = _da(t_first)
-        ds.SeriesTime = _tm(t_first)
+        ds.ContrastBolusStartTime = tm_value(_INJECTION)
+        ds.SeriesDate = da_value(t_first)
+        ds.SeriesTime = tm_value(t_first)
         if laterality:
             ds.Laterality = laterality
         self.mr_params(ds)
@@ -331,13 +274,13 @@ class _Writer:
             ds.SOPInstanceUID = self.uid("sop", name, k, z)
             ds.InstanceNumber = str(int(numbers[j]))
             ds.AcquisitionNumber = str(phases.index(k) + 1)
-            ds.AcquisitionDate = _da(start)
-            ds.AcquisitionTime = _tm(start)
-            ds.AcquisitionDateTime = _dt(start)
+            ds.AcquisitionDate = da_value(start)
+            ds.AcquisitionTime = tm_value(start)
+            ds.AcquisitionDateTime = dt_value(start)
             done = start + dt.timedelta(seconds=round(self.duration_s + 4.0, 3))
-            ds.ContentDate = _da(done)
-            ds.ContentTime = _tm(done)
-            ds.TriggerTime = _ds(round((start - t_first).total_seconds() * 1000.0, 1))
+            ds.ContentDate = da_value(done)
+            ds.ContentTime = tm_value(done)
+            ds.TriggerTime = ds_value(round((start - t_first).total_seconds() * 1000.0, 1))
             if temporal_ids:
                 ds.TemporalPositionIdentifier = str(phases.index(k) + 1)
             ipp = self.origin + z * self.sz * nrm + x0 * self.sx * row
@@ -356,7 +299,7 @@ class _Writer:
             if slopes is not None:
                 slope = slopes[k]
                 arr = np.clip(np.rint(arr / slope), 0, 4095).astype(np.uint16)
-                ds.RescaleSlope = _ds(slope)
+                ds.RescaleSlope = ds_value(slope)
                 ds.RescaleIntercept = "0"
                 ds.RescaleType = "US"
             self.vendor_private(ds, k, phases, start)
@@ -374,7 +317,9 @@ class _Writer:
             rela.add_new(0x4F, "SS", int(ds.ImagesInAcquisition))  # LocationsInAcquisition
         elif self.layout == "siemens":
             blk = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
-            blk.add_new(0x0B, "DS", _ds(self.duration_s * 1000.0))  # SliceMeasurementDuration ms
+            blk.add_new(
+                0x0B, "DS", ds_value(self.duration_s * 1000.0)
+            )  # SliceMeasurementDuration ms
         elif self.manufacturer.startswith("Philips"):
             blk = ds.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
             t0 = self.phase_start(phases[0])
@@ -412,12 +357,12 @@ class _Writer:
         ds.InstanceNumber = "1"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
         t0 = self.phase_start(0)
-        ds.SeriesDate, ds.SeriesTime = _da(t0), _tm(t0)
-        ds.ContentDate = _da(t0)
-        ds.ContentTime = _tm(t0)
-        ds.AcquisitionDateTime = _dt(t0)
+        ds.SeriesDate, ds.SeriesTime = da_value(t0), tm_value(t0)
+        ds.ContentDate = da_value(t0)
+        ds.ContentTime = tm_value(t0)
+        ds.AcquisitionDateTime = dt_value(t0)
         ds.ContrastBolusAgent = "Gadobutrol 0.1 mmol/kg"
-        ds.ContrastBolusStartTime = _tm(_INJECTION)
+        ds.ContrastBolusStartTime = tm_value(_INJECTION)
         ds.AcquisitionContrast = "T1"
         ds.PixelPresentation = "MONOCHROME"
         ds.VolumetricProperties = "VOLUME"
@@ -425,7 +370,7 @@ class _Writer:
         ds.ComplexImageComponent = "MAGNITUDE"
         ds.ContentQualification = "RESEARCH"
         ds.ImagedNucleus = "1H"
-        ds.MagneticFieldStrength = _ds(self.case.meta.get("field_T", 1.5))
+        ds.MagneticFieldStrength = ds_value(self.case.meta.get("field_T", 1.5))
         ds.MRAcquisitionType = "3D"
         ds.NumberOfTemporalPositions = str(nt)
         ds.BurnedInAnnotation = "NO"
@@ -434,12 +379,12 @@ class _Writer:
         m = self.case.meta
         shared = Dataset()
         pm = Dataset()
-        pm.PixelSpacing = [_ds(self.sy), _ds(self.sx)]
-        pm.SliceThickness = _ds(self.sz)
-        pm.SpacingBetweenSlices = _ds(self.sz)
+        pm.PixelSpacing = [ds_value(self.sy), ds_value(self.sx)]
+        pm.SliceThickness = ds_value(self.sz)
+        pm.SpacingBetweenSlices = ds_value(self.sz)
         shared.PixelMeasuresSequence = Seq([pm])
         po = Dataset()
-        po.ImageOrientationPatient = [_ds(v) for v in (*row, *col)]
+        po.ImageOrientationPatient = [ds_value(v) for v in (*row, *col)]
         shared.PlaneOrientationSequence = Seq([po])
         tim = Dataset()
         tim.RepetitionTime = float(m.get("tr_ms", 4.5))
@@ -483,8 +428,8 @@ class _Writer:
             for z in range(self.nz):
                 f = Dataset()
                 fc = Dataset()
-                fc.FrameAcquisitionDateTime = _dt(start)
-                fc.FrameReferenceDateTime = _dt(centre)
+                fc.FrameAcquisitionDateTime = dt_value(start)
+                fc.FrameReferenceDateTime = dt_value(centre)
                 fc.FrameAcquisitionDuration = float(self.duration_s * 1000.0)
                 fc.StackID = "1"
                 fc.InStackPositionNumber = z + 1
@@ -492,7 +437,7 @@ class _Writer:
                 fc.DimensionIndexValues = [1, z + 1, k + 1]
                 f.FrameContentSequence = Seq([fc])
                 pp = Dataset()
-                pp.ImagePositionPatient = [_ds(v) for v in self.origin + z * self.sz * nrm]
+                pp.ImagePositionPatient = [ds_value(v) for v in self.origin + z * self.sz * nrm]
                 f.PlanePositionSequence = Seq([pp])
                 ft = Dataset()
                 ft.FrameType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
@@ -513,24 +458,19 @@ class _Writer:
         sub = np.clip(self.dn(post).astype(np.int32) - self.dn(0).astype(np.int32), 0, 4095)
         sub16 = sub.astype(np.uint16)
         n = first_number
-        self.series(
-            name=f"S{n:04d}_sub",
-            number=n,
-            description="Ax SUB ph2-ph1",
-            phases=[post],
-            volumes={post: sub16},
-            image_type=("DERIVED", "SECONDARY", "SUBTRACTION"),
-        )
-        n += 1
-        self.series(
-            name=f"S{n:04d}_gesub",
-            number=n,
-            description="(1/1/1)-(2/1/1)",
-            phases=[post],
-            volumes={post: sub16},
-            image_type=("ORIGINAL", "PRIMARY", "OTHER"),
-        )
-        n += 1
+        for suffix, description, image_type in (
+            ("sub", "Ax SUB ph2-ph1", ("DERIVED", "SECONDARY", "SUBTRACTION")),
+            ("gesub", "(1/1/1)-(2/1/1)", ("ORIGINAL", "PRIMARY", "OTHER")),  # GE-style
+        ):
+            self.series(
+                name=f"S{n:04d}_{suffix}",
+                number=n,
+                description=description,
+                phases=[post],
+                volumes={post: sub16},
+                image_type=image_type,
+            )
+            n += 1
         self.mip(sub16, name=f"S{n:04d}_mip", number=n)
         n += 1
         self.localizer(name=f"S{n:04d}_loc", number=n)
@@ -547,7 +487,7 @@ class _Writer:
         ds.ImageType = ["DERIVED", "SECONDARY", "MIP"]
         self.mr_params(ds)
         t = self.phase_start(1 if self.case.n_phases > 1 else 0)
-        ds.SeriesDate, ds.SeriesTime = _da(t), _tm(t)
+        ds.SeriesDate, ds.SeriesTime = da_value(t), tm_value(t)
         ds.SOPInstanceUID = self.uid("sop", name)
         ds.InstanceNumber = "1"
         ipp = self.origin + (self.nz - 1) / 2.0 * self.sz * nrm
@@ -581,8 +521,8 @@ class _Writer:
         ds.SeriesDescription = "3-Plane Loc"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
         t = self.phase_start(0) - dt.timedelta(minutes=6)
-        ds.SeriesDate, ds.SeriesTime = _da(t), _tm(t)
-        ds.AcquisitionTime = _tm(t)
+        ds.SeriesDate, ds.SeriesTime = da_value(t), tm_value(t)
+        ds.AcquisitionTime = tm_value(t)
         ds.ScanningSequence = "GR"
         ds.SequenceVariant = "SS"
         ds.ScanOptions = ""
@@ -643,8 +583,8 @@ class _Writer:
         ds.ProtocolName = ds.SeriesDescription
         ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
         t = self.phase_start(0) - dt.timedelta(minutes=4)
-        ds.SeriesDate, ds.SeriesTime = _da(t), _tm(t)
-        ds.AcquisitionTime = _tm(t)
+        ds.SeriesDate, ds.SeriesTime = da_value(t), tm_value(t)
+        ds.AcquisitionTime = tm_value(t)
         self.mr_params(ds, t2=True)
         for j, z in enumerate(range(0, self.nz, step)):
             img = lut[tissue[z]] if tissue.size else self.dn(0)[z].astype(np.float32)

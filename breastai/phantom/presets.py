@@ -9,6 +9,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from breastai.choices import values
+
 __all__ = ["LAYOUTS", "ORIENTATIONS", "PRESETS", "Layout", "Orientation", "Preset"]
 
 
@@ -58,8 +60,8 @@ class Preset(StrEnum):
     BENIGN_FA = "benign_fa"
 
 
-LAYOUTS: tuple[str, ...] = tuple(m.value for m in Layout)
-ORIENTATIONS: tuple[str, ...] = tuple(m.value for m in Orientation)
+LAYOUTS: tuple[str, ...] = values(Layout)
+ORIENTATIONS: tuple[str, ...] = values(Orientation)
 
 _MALIGNANT_WASHOUT: dict[str, Any] = {"kind": "malignant", "kinetics": "washout"}
 

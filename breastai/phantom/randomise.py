@@ -33,7 +33,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from breastai.errors import ParameterError
-from breastai.phantom.generator import (
+from breastai.phantom.generator import PhantomCase, generate_case
+from breastai.phantom.tissues import (
     AIR,
     BLOOD,
     BONE,
@@ -51,8 +52,6 @@ from breastai.phantom.generator import (
     NODE,
     SKIN,
     VESSEL,
-    PhantomCase,
-    generate_case,
 )
 
 __all__ = [
