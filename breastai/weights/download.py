@@ -41,7 +41,7 @@ def download_model(
     ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, ``HF_TOKEN`` and the proxy variables are honoured by
     huggingface_hub itself; a dropped connection is resumed with an HTTP Range request). The file
     is then copied to ``$BREASTAI_HOME/models/NAME/`` through a temporary file in that folder, its
-    sha256 checked on the way, and moved into place with ``os.replace``: a failure leaves no
+    sha256 checked on the way, and moved into place (:mod:`breastai.io.atomic`): a failure leaves no
     partial file. A mismatching download is refused and also dropped from the Hugging Face cache.
 
     Parameters
