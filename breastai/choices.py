@@ -5,7 +5,8 @@ A library function takes either the enum member or its string value (``Blend("ga
 CLI uses the same enums for its ``--blend``, ``--runtime`` and ``--precision`` choices, so help
 text, validation and the API cannot drift apart. The tuples of values that other modules export
 (``breastai.inference.BLEND_MODES``, ``RUNTIMES``, ``PRECISIONS``; ``breastai.weights.BLENDINGS``,
-``NORMALISATIONS``) are built from these enums.
+``NORMALISATIONS``; ``breastai.families.FAMILIES``) are built from these enums. The values are
+written into model cards and manifests: they never change.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from breastai.errors import ParameterError
 
 __all__ = [
     "Blend",
+    "Family",
     "Normalisation",
     "Precision",
     "Runtime",
@@ -78,6 +80,25 @@ class WatchMode(StrEnum):
     AUTO = "auto"
     ORTHANC = "orthanc"
     QIDO = "qido"
+
+
+class Family(StrEnum):
+    """Model family: how a study becomes a model's input (:mod:`breastai.families`)."""
+
+    UNET = "unet"
+    SEED = "seed"
+    NNUNET = "nnunet"
+
+    @classmethod
+    def of(cls, architecture: str, task: str) -> Family:
+        """The family of a model card's ``architecture`` (``nnunet ...``, ``unet3d``,
+        ``seed...``; a tumor model of another architecture is a seed one)."""
+        a = str(architecture).lower()
+        if a.startswith("nnunet"):
+            return cls.NNUNET
+        if a.startswith("seed") or (task == "tumor" and not a.startswith("unet")):
+            return cls.SEED
+        return cls.UNET
 
 
 E = TypeVar("E", bound=StrEnum)

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 import SimpleITK as sitk
 
+from breastai.choices import Family, Normalisation, values
 from breastai.errors import ParameterError
 from breastai.study import Phase, Study
 
@@ -48,17 +49,12 @@ __all__ = [
     "study_from_phases",
 ]
 
-FAMILIES = ("unet", "seed", "nnunet")
+FAMILIES = values(Family)  # breastai.choices
 
 
-def family_of(architecture: str, task: str) -> str:
-    """The family of a model card's ``architecture`` (``nnunet ...``, ``unet3d``, ``seed...``)."""
-    a = architecture.lower()
-    if a.startswith("nnunet"):
-        return "nnunet"
-    if a.startswith("seed") or (task == "tumor" and not a.startswith("unet")):
-        return "seed"
-    return "unet"
+def family_of(architecture: str, task: str) -> Family:
+    """The family of a model card's ``architecture`` (see :meth:`breastai.choices.Family.of`)."""
+    return Family.of(architecture, task)
 
 
 @dataclass
@@ -111,9 +107,9 @@ def study_from_phases(
 def _normalise(kind: str, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
     from breastai.preprocess import normalise_p1p99_minmax, normalise_seed
 
-    if kind == "seed":
+    if kind == Normalisation.SEED:
         return normalise_seed(arrays)
-    if kind == "p1p99-minmax":
+    if kind == Normalisation.P1P99_MINMAX:
         return [normalise_p1p99_minmax(a) for a in arrays]
     raise ParameterError(f"unknown normalisation {kind!r} in the model card (seed | p1p99-minmax).")
 
@@ -158,8 +154,8 @@ class UNetFamily:
     """Our demo U-Net breast model on P0 (see the module docstring)."""
 
     spacing_zyx: tuple[float, float, float]
-    normalisation: str = "p1p99-minmax"
-    name: str = "unet"
+    normalisation: str = Normalisation.P1P99_MINMAX
+    name: str = Family.UNET
 
     def prepare(self, study: Study) -> ModelInputs:
         from breastai.preprocess import resample_to_reference, resample_to_spacing
@@ -167,9 +163,9 @@ class UNetFamily:
         pre = study.phases[0].image
         grid = resample_to_spacing(pre, self.spacing_zyx, interpolator="linear", canonical=True)
         arr = sitk.GetArrayFromImage(grid).astype(np.float32)
-        if self.normalisation == "seed":
+        if self.normalisation == Normalisation.SEED:
             post = resample_to_reference(study.reference.image, grid)
-            normed = _normalise("seed", [arr, sitk.GetArrayFromImage(post)])[0]
+            normed = _normalise(Normalisation.SEED, [arr, sitk.GetArrayFromImage(post)])[0]
         else:
             normed = _normalise(self.normalisation, [arr])[0]
         return ModelInputs(image=normed[None].astype(np.float32, copy=False), grid=grid, chosen=[0])
@@ -191,8 +187,8 @@ class SeedFamily:
     spacing_zyx: tuple[float, float, float]
     slots: int
     phases_max: int | None = None
-    normalisation: str = "seed"
-    name: str = "seed"
+    normalisation: str = Normalisation.SEED
+    name: str = Family.SEED
 
     def choose(self, study: Study) -> tuple[list[int], str | None]:
         """Which phases fill the slots: by time (P0, P1, then evenly spread)."""
@@ -257,7 +253,7 @@ class SeedFamily:
 class NnunetFamily:
     """An imported nnU-Net v2 model: its channels from the study; nnU-Net's steps inside."""
 
-    name = "nnunet"
+    name = Family.NNUNET
 
     def __init__(self, model: Any) -> None:  # breastai.nnunet.NnunetModel
         self.model = model
@@ -288,12 +284,12 @@ class NnunetFamily:
 
 def family_for_card(card: Any, nnunet_model: Any = None) -> ModelFamily:
     """The family object for a breastai model card (``nnunet_model`` for an nnU-Net one)."""
-    fam = family_of(str(card.architecture or ""), str(card.task))
-    if fam == "nnunet":
+    fam = Family.of(str(card.architecture or ""), str(card.task))
+    if fam == Family.NNUNET:
         if nnunet_model is None:
             raise ParameterError(f"model {card.name!r} is an nnU-Net model; load it first.")
         return NnunetFamily(nnunet_model)
-    if fam == "seed":
+    if fam == Family.SEED:
         return SeedFamily(
             tuple(card.spacing_zyx),  # type: ignore[arg-type]
             int(card.phase_slots),

@@ -40,3 +40,26 @@ def test_sliding_window_takes_the_enum() -> None:
     assert float(out.max()) == pytest.approx(0.25)
     with pytest.raises(ParameterError, match="blend must be one of"):
         inference.sliding_window(vol, lambda b: b, (4, 4, 4), (4, 4, 4), blend="max")
+
+
+def test_family_is_one_enum_for_families_cards_and_nnunet() -> None:
+    from breastai import families
+    from breastai.choices import Family
+    from breastai.nnunet.card import NnunetCard
+
+    assert families.FAMILIES == ("unet", "seed", "nnunet")
+    assert Family("nnunet") is Family.NNUNET and NnunetCard.family is Family.NNUNET
+    card = weights.ModelCard(name="x", task="tumor", filename="x.onnx", sha256="0" * 64)
+    assert card.family is Family.SEED  # a tumor model of no named architecture is a seed one
+    cases = {
+        ("nnunet PlainConvUNet 3d_fullres", "tumor"): Family.NNUNET,
+        ("unet3d (base 8, levels 3)", "breast"): Family.UNET,
+        ("unet3d (base 8, levels 3)", "tumor"): Family.UNET,
+        ("seed-tumor (filters 8)", "tumor"): Family.SEED,
+        ("", "breast"): Family.UNET,
+    }
+    for (arch, task), fam in cases.items():
+        assert families.family_of(arch, task) is fam
+        assert weights.ModelCard("x", task, "x.onnx", "0" * 64, architecture=arch).family is fam
+    assert families.UNetFamily((1.0, 1.0, 1.0)).name == "unet"
+    assert families.SeedFamily((1.0, 1.0, 1.0), 6).normalisation == "seed"

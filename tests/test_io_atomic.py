@@ -114,3 +114,70 @@ def test_atomic_dir_gives_umask_modes(tmp_path: Path) -> None:
     assert stat.S_IMODE(out.stat().st_mode) == 0o755  # mkdtemp alone would give 0700
     assert stat.S_IMODE((out / "sub").stat().st_mode) == 0o755
     assert stat.S_IMODE((out / "sub" / "f.txt").stat().st_mode) == 0o644
+
+
+def test_atomic_file_mode_and_error_hook(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from breastai.io.atomic import atomic_write_text
+
+    target = tmp_path / "w.toml"
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(target, "a = 1\n")
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644  # mkstemp alone would give 0600
+        atomic_write_text(target, "a = 2\n", mode=0o600)
+    finally:
+        os.umask(old)
+    assert target.read_text() == "a = 2\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+    def hook(exc: OSError, path: Path) -> OutputError:
+        return OutputError(f"custom {path.name} errno {exc.errno}")
+
+    with (
+        pytest.raises(OutputError, match=r"^custom w.toml errno 28$"),
+        atomic_file(target, on_error=hook),
+    ):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match=r"^custom r.json errno"):
+        atomic_write_text(blocker / "r.json", "{}", on_error=hook)
+    assert target.read_text() == "a = 2\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "w.toml"]
+
+
+def test_atomic_file_path_for_a_third_party_writer(tmp_path: Path) -> None:
+    """The temporary path keeps the suffix a writer chooses its format by (SimpleITK here)."""
+    import SimpleITK as sitk
+
+    target = tmp_path / "m.nii.gz"
+    img = sitk.Image(3, 4, 5, sitk.sitkUInt8) + 7
+    with atomic_file(target, suffix=".nii.gz") as tmp:
+        assert tmp.name.endswith(".nii.gz")
+        sitk.WriteImage(img, str(tmp), True)
+    back = sitk.ReadImage(str(target))
+    assert back.GetSize() == (3, 4, 5) and sitk.GetArrayViewFromImage(back).max() == 7
+    assert [p.name for p in tmp_path.iterdir()] == ["m.nii.gz"]
+
+
+def test_replace_dir_moves_a_staged_folder(tmp_path: Path) -> None:
+    from breastai.io.atomic import replace_dir
+
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    (stage / "a.txt").write_text("new")
+    target = tmp_path / "models" / "m"  # missing parent is created
+    assert replace_dir(stage, target) == target
+    assert (target / "a.txt").read_text() == "new" and not stage.exists()
+    stage.mkdir()
+    (stage / "b.txt").write_text("newer")
+    with pytest.raises(OutputExistsError, match="--force"):
+        replace_dir(stage, target)
+    assert (stage / "b.txt").exists()  # refused: nothing moved
+    replace_dir(stage, target, force=True)
+    assert [p.name for p in target.iterdir()] == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["m"]  # no .old left

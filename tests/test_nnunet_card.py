@@ -119,3 +119,28 @@ def test_inference_never_imports_torch() -> None:
         "sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_card_write_is_atomic(tmp_path: Path) -> None:
+    """nnunet.json goes through io.atomic: no temporary left, a failure is an OutputError."""
+    import json
+
+    from breastai.errors import OutputError
+
+    card = NnunetCard(
+        name="m", task="tumor", channels=("pre", "post1"), labels={"background": 0, "tumor": 1},
+        roles={"tumor": (1,)}, num_heads=2, configuration="3d_fullres", trainer="nnUNetTrainer",
+        plans_name="nnUNetPlans", dataset_name="Dataset001_x", orientation="as-read",
+        transpose_forward=(0, 1, 2), transpose_backward=(0, 1, 2), spacing=(1.0, 1.0, 1.0),
+        patch_size=(8, 8, 8), normalization_schemes=("ZScoreNormalization",) * 2,
+        use_mask_for_norm=(False, False), intensity_properties={}, resampling_data={},
+        resampling_probabilities={}, mirroring_axes=None, architecture="PlainConvUNet", folds=(),
+    )  # fmt: skip
+    path = tmp_path / "m" / "nnunet.json"  # missing folder is created
+    card.write(path)
+    assert json.loads(path.read_text())["labels"] == {"background": 0, "tumor": 1}
+    assert [p.name for p in path.parent.iterdir()] == ["nnunet.json"]
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="Cannot write into"):
+        card.write(blocker / "nnunet.json")

@@ -58,8 +58,8 @@ def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, b
         weights.render_table(name, shipped[name]) for name in files
     )  # only the demo entries, so that no test can reach for a downloadable one
     (pkg / "weights.toml").write_text(text)
-    monkeypatch.setattr(weights, "package_weights_file", lambda: pkg / "weights.toml")
-    monkeypatch.setattr(weights, "bundled_models_dir", lambda: pkg / "models")
+    monkeypatch.setattr(weights.paths, "package_weights_file", lambda: pkg / "weights.toml")
+    monkeypatch.setattr(weights.paths, "bundled_models_dir", lambda: pkg / "models")
     for name, data in files.items():
         weights.update_bundled_entry(name, weights_toml=pkg / "weights.toml", sha256=_sha(data))
     return files
@@ -283,7 +283,7 @@ def test_stamp_skips_rehash_and_detects_modification(
         calls.append(path)
         return real(path)
 
-    monkeypatch.setattr(weights, "sha256_file", counting)
+    monkeypatch.setattr(weights.integrity, "sha256_file", counting)
     weights.resolve_model("m", "tumor")
     weights.resolve_model("m", "tumor")
     assert calls == []  # register_model stamped it: size + stamp only
@@ -321,8 +321,8 @@ def test_placeholder_sha_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyP
         weights.update_bundled_entry(
             name, weights_toml=pkg / "weights.toml", sha256=weights.PLACEHOLDER_SHA256
         )
-    monkeypatch.setattr(weights, "package_weights_file", lambda: pkg / "weights.toml")
-    monkeypatch.setattr(weights, "bundled_models_dir", lambda: pkg / "models")
+    monkeypatch.setattr(weights.paths, "package_weights_file", lambda: pkg / "weights.toml")
+    monkeypatch.setattr(weights.paths, "bundled_models_dir", lambda: pkg / "models")
     with pytest.raises(WeightsError, match="placeholder"):
         weights.resolve_model(None, "tumor")
     assert (pkg / "models" / "demo-tumor.onnx").exists()
@@ -524,7 +524,7 @@ def test_failed_write_leaves_no_partial_file(
     def disk_full(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(weights.os, "fsync", disk_full)
+    monkeypatch.setattr(weights.integrity.os, "fsync", disk_full)
     with pytest.raises(OutputError, match="no space left"):
         weights.register_model(
             weights.ModelCard(name="m", task="tumor", filename="m.onnx", sha256=""), f

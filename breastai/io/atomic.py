@@ -1,9 +1,12 @@
 """Atomic outputs: a temporary file or folder beside the target, renamed into place on success.
 
-Every writer of a single output file (reports, CSV, DICOM-SEG/SR, preview PNG) goes through
-:func:`atomic_file`, every writer of an output folder (``breastai segment``'s ``OUT/<study>/``,
-phantom studies) through :func:`atomic_dir`, so a failure never leaves a half-written output or a
-stray temporary, and nothing the user had is replaced without ``force``.
+Every writer of a single output file (reports, CSV, DICOM-SEG/SR, preview PNG, checkpoints, ONNX
+exports, weights.toml, model cards) goes through :func:`atomic_file` (or :func:`atomic_write_text`
+for a text), every writer of an output folder (``breastai segment``'s ``OUT/<study>/``, phantom
+studies) through :func:`atomic_dir`, and a folder built elsewhere is moved into place by
+:func:`replace_dir`, so a failure never leaves a half-written output or a stray temporary, and
+nothing the user had is replaced without ``force``. This is the only module of breastai that
+renames files into place.
 """
 
 from __future__ import annotations
@@ -14,12 +17,24 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from breastai.errors import OutputError, OutputExistsError
 
-__all__ = ["atomic_dir", "atomic_file", "check_new_dir", "check_writable", "clean_stale"]
+__all__ = [
+    "atomic_dir",
+    "atomic_file",
+    "atomic_write_text",
+    "check_new_dir",
+    "check_writable",
+    "clean_stale",
+    "replace_dir",
+]
+
+#: Turns an ``OSError`` met while writing ``path`` into the exception to raise (see
+#: :func:`atomic_file`'s ``on_error``).
+ErrorHook = Callable[[OSError, Path], BaseException]
 
 #: Temporaries of a version that did not put its process id in the name are removed when they
 #: are older than this (no write of one output takes that long).
@@ -123,8 +138,19 @@ def _umask_file(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, *, force: bool = True, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_file(
+    path: Path,
+    *,
+    force: bool = True,
+    suffix: str = ".tmp",
+    mode: int | None = None,
+    on_error: ErrorHook | None = None,
+) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; ``os.replace`` it onto ``path`` on success.
+
+    The temporary path may be handed to any writer (``open``, ``sitk.WriteImage``,
+    ``torch.save``, ``torch.onnx.export``, ``zipfile``): it exists, empty, and is replaced by
+    whatever the writer puts there.
 
     Parameters
     ----------
@@ -135,6 +161,12 @@ def atomic_file(path: Path, *, force: bool = True, suffix: str = ".tmp") -> Iter
         is written.
     suffix:
         Suffix of the temporary file (some writers choose the format from it).
+    mode:
+        Permission bits of the final file; default the umask's usual mode (0644 with umask 022).
+    on_error:
+        ``on_error(exc, path)`` gives the exception raised for an ``OSError`` (creating the
+        folder or the temporary file, writing, renaming); default an :class:`OutputError`
+        naming the folder or the file.
 
     Yields
     ------
@@ -159,6 +191,8 @@ def atomic_file(path: Path, *, force: bool = True, suffix: str = ".tmp") -> Iter
         )
         os.close(fd)
     except OSError as exc:
+        if on_error is not None:
+            raise on_error(exc, path) from None
         raise OutputError(
             f"Cannot write into {str(path.parent)!r}: {exc.strerror or exc}; choose a writable "
             "output folder."
@@ -166,14 +200,40 @@ def atomic_file(path: Path, *, force: bool = True, suffix: str = ".tmp") -> Iter
     tmp = Path(name)
     try:
         yield tmp
-        _umask_file(tmp)
+        if mode is None:
+            _umask_file(tmp)
+        else:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
+        if on_error is not None:
+            raise on_error(exc, path) from None
         raise OutputError(f"Could not write {str(path)!r}: {exc.strerror or exc}.") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(
+    path: Path,
+    text: str,
+    *,
+    force: bool = True,
+    mode: int | None = None,
+    on_error: ErrorHook | None = None,
+) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_file` (same parameters).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    path = Path(path)
+    with atomic_file(path, force=force, mode=mode, on_error=on_error) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
 
 
 def check_new_dir(target: Path, *, force: bool = False, force_hint: bool = True) -> None:
@@ -268,23 +328,7 @@ def atomic_dir(target: Path, *, force: bool = False, force_hint: bool = True) ->
         yield tmp
         _umask_permissions(tmp)
         check_new_dir(target, force=force, force_hint=force_hint)  # appeared meanwhile?
-        old = None
-        if target.exists() and target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
-        elif target.exists():
-            old = parent / f".{target.name}.{os.getpid()}.old"
-            os.replace(target, old)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if old is not None:
-                os.replace(old, target)  # put the user's folder back
-            raise
-        if old is not None:
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
+        _swap_in(tmp, target)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(
@@ -293,3 +337,52 @@ def atomic_dir(target: Path, *, force: bool = False, force_hint: bool = True) ->
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _swap_in(src: Path, target: Path) -> None:
+    """Rename the folder ``src`` onto ``target``; an old ``target`` is removed only after.
+
+    Raises ``OSError`` with the user's ``target`` put back when the rename fails.
+    """
+    old = None
+    if target.exists() and target.is_dir() and not any(target.iterdir()):
+        target.rmdir()
+    elif target.exists():
+        old = target.absolute().parent / f".{target.name}.{os.getpid()}.old"
+        os.replace(target, old)
+    try:
+        os.replace(src, target)
+    except OSError:
+        if old is not None:
+            os.replace(old, target)  # put the user's folder back
+        raise
+    if old is not None:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+
+
+def replace_dir(src: Path, target: Path, *, force: bool = False, force_hint: bool = True) -> Path:
+    """Move a complete folder ``src`` (built on the same file system) onto ``target``.
+
+    For a folder that is staged first and published later (an imported model written once and
+    moved to one or two places); :func:`atomic_dir` is the usual form. An existing ``target``
+    is replaced (with ``force``) only after the rename succeeded; the modes of ``src`` are kept.
+
+    Raises
+    ------
+    OutputExistsError
+        ``target`` exists, is not empty, and ``force`` is False.
+    OutputError
+        The rename fails (``src`` is left where it was, an old ``target`` as it was).
+    """
+    src, target = Path(src), Path(target)
+    check_new_dir(target, force=force, force_hint=force_hint)
+    try:
+        target.absolute().parent.mkdir(parents=True, exist_ok=True)
+        clean_stale(target.absolute().parent, target.name)
+        _swap_in(src, target)
+    except OSError as exc:
+        raise OutputError(f"Could not write {str(target)!r}: {exc.strerror or exc}.") from None
+    return target

@@ -233,7 +233,7 @@ def read_nifti_study(
 
 
 def write_image(image: sitk.Image, path: Path, *, force: bool = False) -> Path:
-    """Write an image atomically (temporary file in the same folder, then ``os.replace``).
+    """Write an image atomically (through :func:`breastai.io.atomic.atomic_file`).
 
     Parameters
     ----------

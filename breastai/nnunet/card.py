@@ -20,9 +20,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from breastai.choices import Family
 from breastai.errors import ParameterError, WeightsError
+from breastai.io.atomic import atomic_write_text
 
 __all__ = [
     "CARD_FILE",
@@ -108,7 +110,12 @@ class NnunetCard:
         Source file (relative path in the trained-model folder or zip) -> sha256.
     licence, description:
         Texts for reports.
+    family:
+        :attr:`breastai.choices.Family.NNUNET` (a class constant, not written to the card); the
+        registry entry of an imported model has an architecture starting with it.
     """
+
+    family: ClassVar[Family] = Family.NNUNET
 
     name: str
     task: str
@@ -164,8 +171,15 @@ class NnunetCard:
         return {k: plain(getattr(self, k)) for k in self.__dataclass_fields__}
 
     def write(self, path: Path) -> None:
-        """Write the card as JSON (UTF-8, key order kept: label and region order matter)."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        """Write the card as JSON (UTF-8, key order kept: label and region order matter),
+        atomically (:func:`breastai.io.atomic.atomic_write_text`).
+
+        Raises
+        ------
+        OutputError
+            The file cannot be written (nothing is left half-written).
+        """
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def read(cls, path: Path) -> NnunetCard:

@@ -36,6 +36,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from breastai.choices import Family
 from breastai.errors import InputError, WeightsError, WeightsNotFoundError
 from breastai.nnunet.card import CARD_FILE, NnunetCard
 from breastai.nnunet.preprocess import compute_new_shape, crop_to_nonzero, normalise, resample
@@ -242,12 +243,12 @@ class NnunetModel:
         name = str(name_or_dir)
         entry = registry.get(name)
         if entry is None:
-            nn = sorted(n for n, c in registry.items() if c.architecture.startswith("nnunet"))
+            nn = sorted(n for n, c in registry.items() if c.family == Family.NNUNET)
             raise WeightsNotFoundError(
                 f"no model named {name!r}; imported nnU-Net models: {', '.join(nn) or 'none'} "
                 "(import one with `breastai import-weights --nnunet DIR --name NAME`)."
             )
-        if not entry.architecture.startswith("nnunet"):
+        if entry.family != Family.NNUNET:
             raise WeightsError(
                 f"model {name!r} is not an nnU-Net model ({entry.architecture or 'breastai'}); "
                 "`breastai predict` runs models imported with `import-weights --nnunet`."

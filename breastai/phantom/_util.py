@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import os
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from breastai.errors import OutputError
+from breastai.io.atomic import atomic_file, atomic_write_text
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
     from breastai.phantom.generator import PhantomCase
 
-__all__ = ["atomic_write_image", "dn_scale", "to_dn"]
+__all__ = ["atomic_write_image", "atomic_write_json", "cannot_write", "dn_scale", "to_dn"]
 
 DN_PEAK = 3500.0
 
@@ -35,21 +36,27 @@ def to_dn(volume: NDArray[np.float32], scale: float) -> NDArray[np.uint16]:
     return out.astype(np.uint16)
 
 
+def cannot_write(exc: BaseException, path: Path) -> OutputError:
+    """The one-line error of a failed phantom write (``on_error`` of :mod:`breastai.io.atomic`)."""
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip()[:200]
+    return OutputError(
+        f"cannot write {str(path)!r} ({why}); choose a writable path with free space."
+    )
+
+
 def atomic_write_image(image: sitk.Image, path: Path, *, compression_level: int = 1) -> None:
-    """Write a SimpleITK image to ``path`` through a temporary file in the same folder."""
+    """Write a SimpleITK image to ``path`` through :func:`breastai.io.atomic.atomic_file`."""
     import SimpleITK as sitk
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}" + "".join(path.suffixes))
-    try:
-        sitk.WriteImage(image, str(tmp), True, compression_level)
-        os.replace(tmp, path)
-    except (RuntimeError, OSError) as exc:  # SimpleITK reports write failures as RuntimeError
-        tmp.unlink(missing_ok=True)
-        raise OutputError(
-            f"cannot write {str(path)!r} ({str(exc).strip()[:200]}); choose a writable path "
-            "with free space."
-        ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, suffix="".join(path.suffixes), on_error=cannot_write) as tmp:
+        try:
+            sitk.WriteImage(image, str(tmp), True, compression_level)
+        except RuntimeError as exc:  # SimpleITK reports write failures as RuntimeError
+            raise cannot_write(exc, path) from None
+
+
+def atomic_write_json(obj: Any, path: Path) -> None:
+    """Write ``obj`` as indented, key-sorted JSON through :func:`breastai.io.atomic.atomic_file`."""
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    atomic_write_text(Path(path), text, on_error=cannot_write)

@@ -7,16 +7,14 @@ as the DICOM writer (peak over all phases ≈3500), so relative enhancement is p
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from breastai.errors import OutputError, ParameterError
+from breastai.errors import ParameterError
 from breastai.io.atomic import atomic_dir
-from breastai.phantom._util import atomic_write_image, dn_scale, to_dn
+from breastai.phantom._util import atomic_write_image, atomic_write_json, dn_scale, to_dn
 
 if TYPE_CHECKING:
     from breastai.phantom.generator import PhantomCase
@@ -32,18 +30,6 @@ def case_id(case: PhantomCase) -> str:
     return (
         f"phantom_{m.get('preset', 'default')}_{m.get('orientation', 'axial')}_s{m.get('seed', 0)}"
     )
-
-
-def _ensure_dir(out_dir: Path) -> Path:
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot create output folder {str(out_dir)!r} ({exc.strerror}); "
-            "choose a writable path."
-        ) from None
-    return out_dir
 
 
 def write_nifti_phases(
@@ -79,7 +65,7 @@ def write_nifti_phases(
 
     if naming not in NAMINGS:
         raise ParameterError(f"unknown naming {naming!r}: expected one of {', '.join(NAMINGS)}.")
-    out_dir = _ensure_dir(out_dir)
+    out_dir = Path(out_dir)  # created by the first write (io.atomic)
     scale = dn_scale(case)
     paths = []
     for k in range(case.n_phases):
@@ -102,21 +88,6 @@ def _truth_json(case: PhantomCase) -> dict[str, Any]:
     return meta
 
 
-def _write_json(obj: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(
-            f"cannot write {str(path)!r} ({exc.strerror or exc}); choose a writable path."
-        ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_truth(case: PhantomCase, out_dir: Path) -> list[Path]:
     """Write ``breast.nii.gz``, ``tumor.nii.gz``, ``lesions.nii.gz`` and ``truth.json``.
 
@@ -132,14 +103,14 @@ def write_truth(case: PhantomCase, out_dir: Path) -> list[Path]:
     list of Path
         The four files.
     """
-    out_dir = _ensure_dir(out_dir)
+    out_dir = Path(out_dir)  # created by the first write (io.atomic)
     paths = []
     for name in ("breast", "tumor", "lesions"):
         path = out_dir / f"{name}.nii.gz"
         atomic_write_image(case.mask_image(name), path)
         paths.append(path)
     path = out_dir / "truth.json"
-    _write_json(_truth_json(case), path)
+    atomic_write_json(_truth_json(case), path)
     paths.append(path)
     return paths
 
@@ -170,7 +141,7 @@ def write_training_case(case: PhantomCase, out_dir: Path, *, case_name: str | No
     OutputExistsError
         The case folder exists and is not empty.
     """
-    root = _ensure_dir(out_dir)
+    root = Path(out_dir)  # created by atomic_dir
     name = case_name or case_id(case)
     if not name or "/" in name or "\\" in name or name in (".", ".."):
         raise ParameterError(f"case_name must be a plain folder name; got {name!r}.")

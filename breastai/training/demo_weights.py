@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from breastai.choices import Blend
 from breastai.errors import ParameterError
 from breastai.io.atomic import atomic_file
 from breastai.training.train import (
@@ -311,44 +312,40 @@ def demo_plan(
     # Patch 16 x 48 x 48 at 2 mm (a 32 x 96 x 96 mm window): an 8x smaller patch than the seed's
     # gives 8x more updates per CPU-second and an 8x larger tumor share per patch; with the
     # seed's 32 x 96 x 96 voxels the tiny net did not learn within a CPU budget (val Dice 0.18).
-    tumor = default_options(
-        "tumor",
-        network=tumor_net,
-        spacing_zyx=(2.0, 2.0, 2.0),
-        patch_zyx=(16, 48, 48),
-        stride_zyx=(8, 24, 24),
-        epochs=200,
-        iters_per_epoch=25,
-        lr=2e-3,
-        lr_step_epochs=30,
-        batch_size=4,
-        val_every=4,
-        val_cases=len(val_specs) + len(randomised_val),
-        foreground_fraction=0.9,
-        seed=seed,
-        threads=2,
-        time_budget_s=tumor_budget_s,
-        augment=augment,
-    )
-    breast = default_options(
-        "breast",
-        network=breast_net,
-        spacing_zyx=(4.0, 4.0, 4.0),
-        patch_zyx=(32, 64, 64),
-        stride_zyx=(16, 32, 32),
-        epochs=24,
-        iters_per_epoch=30,
-        lr=3e-3,
-        lr_step_epochs=8,
-        batch_size=2,
-        val_every=4,
-        val_cases=len(val_specs) + len(breast_extra_val) + len(randomised_val),
-        foreground_fraction=0.5,
-        bce_weight=1.0,  # Dice + BCE converges faster than Dice alone in a short run
-        seed=seed,
-        threads=2,
-        time_budget_s=breast_budget_s,
-        augment=augment,
+    stages: dict[str, dict[str, Any]] = {
+        "tumor": {
+            "network": tumor_net,
+            "spacing_zyx": (2.0, 2.0, 2.0),
+            "patch_zyx": (16, 48, 48),
+            "stride_zyx": (8, 24, 24),
+            "epochs": 200,
+            "iters_per_epoch": 25,
+            "lr": 2e-3,
+            "lr_step_epochs": 30,
+            "batch_size": 4,
+            "val_cases": len(val_specs) + len(randomised_val),
+            "foreground_fraction": 0.9,
+            "time_budget_s": tumor_budget_s,
+        },
+        "breast": {
+            "network": breast_net,
+            "spacing_zyx": (4.0, 4.0, 4.0),
+            "patch_zyx": (32, 64, 64),
+            "stride_zyx": (16, 32, 32),
+            "epochs": 24,
+            "iters_per_epoch": 30,
+            "lr": 3e-3,
+            "lr_step_epochs": 8,
+            "batch_size": 2,
+            "val_cases": len(val_specs) + len(breast_extra_val) + len(randomised_val),
+            "foreground_fraction": 0.5,
+            "bce_weight": 1.0,  # Dice + BCE converges faster than Dice alone in a short run
+            "time_budget_s": breast_budget_s,
+        },
+    }
+    tumor, breast = (
+        default_options(task, val_every=4, seed=seed, threads=2, augment=augment, **stages[task])
+        for task in ("tumor", "breast")
     )
     return DemoPlan(
         train_specs,
@@ -712,7 +709,7 @@ def install_demo_weights(
             stride_zyx=tuple(card["stride_zyx"]),
             spacing_zyx=tuple(card["spacing_zyx"]),
             threshold=card.get("threshold", 0.5),
-            blending=card.get("blending", "gaussian"),
+            blending=card.get("blending", Blend.GAUSSIAN),
             training_data=TRAINING_DATA[recipe],
         )
         installed.append(target)

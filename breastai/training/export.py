@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from breastai.errors import OutputError, OutputExistsError, WeightsError
+from breastai.choices import Blend, Normalisation
+from breastai.errors import OutputExistsError, ParameterError, WeightsError
+from breastai.io.atomic import atomic_file
 from breastai.training.networks import SeedTumorNet, UNet3D
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "OPSET",
     "ExportedModel",
     "FeatureExport",
+    "check_import_target",
     "example_inputs",
     "export_checkpoint",
     "export_feature_onnx",
@@ -147,17 +149,17 @@ def export_onnx(
     inputs = example_inputs(model, batch=1)
     in_names, out_names = _names(model)
     dynamic = {name: {0: "batch"} for name in (*in_names, *out_names)}
-    tmp = export_graph(
-        model,
-        inputs,
-        out_path,
-        in_names=in_names,
-        out_names=out_names,
-        dynamic=dynamic,
-        opset=opset,
-    )
     diff = float("nan")
-    try:
+    with atomic_file(out_path, suffix=".onnx", mode=0o644) as tmp:
+        export_graph(
+            model,
+            inputs,
+            tmp,
+            in_names=in_names,
+            out_names=out_names,
+            dynamic=dynamic,
+            opset=opset,
+        )
         if verify:
             diff = onnx_parity(model, tmp, batch=2)
             log.info("ONNX parity (batch 2): max |torch - onnxruntime| = %.3g", diff)
@@ -166,9 +168,6 @@ def export_onnx(
                     f"The exported ONNX model differs from torch by {diff:.3g} "
                     f"(allowed {atol:.1g}); the export is not usable."
                 )
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return diff
 
 
@@ -230,7 +229,7 @@ def model_card(
     training_data: str = "",
     description: str = "",
     licence: str = "",
-    blending: str = "gaussian",
+    blending: str = Blend.GAUSSIAN,
 ) -> Any:
     """Model card (:class:`breastai.weights.ModelCard`) of a network trained by breastai.
 
@@ -280,7 +279,7 @@ def model_card(
         phases_min=2,
         phases_max=slots,
         phase_slots=slots,
-        normalisation="seed" if tumor else "p1p99-minmax",
+        normalisation=Normalisation.SEED if tumor else Normalisation.P1P99_MINMAX,
         blending=blending,
         threshold=0.5,
         training_data=training_data,
@@ -288,6 +287,48 @@ def model_card(
         intended_use="Research use only, not a medical device.",
         description=description,
     )
+
+
+def check_import_target(
+    name: str,
+    out: Path | None,
+    *,
+    register: bool,
+    force: bool,
+    weights_file: Path | None,
+    what: str = "file",
+) -> None:
+    """Refuse, before any work, an imported model with nowhere to go or a registry name taken.
+
+    Parameters
+    ----------
+    name:
+        Registry name of the model.
+    out:
+        Output ``what`` (``"file"`` or ``"folder"``), or None.
+    register:
+        Whether the model is registered in the user weights file.
+    force:
+        Replace an entry of that name.
+    weights_file:
+        User weights file.
+
+    Raises
+    ------
+    ParameterError
+        Neither ``out`` nor ``register``.
+    OutputExistsError
+        ``register``, the name is taken and ``force`` is false.
+    """
+    from breastai.weights import load_registry
+
+    if out is None and not register:
+        raise ParameterError(f"Give an output {what} (out) when the model is not registered.")
+    if register and not force and name in load_registry(weights_file):
+        raise OutputExistsError(
+            f"A model named {name!r} already exists in the weights registry; pass --force to "
+            "replace it or choose another --name."
+        )
 
 
 def load_trained_network(checkpoint: Path) -> tuple[nn.Module, Any]:
@@ -496,41 +537,29 @@ class FeatureExport:
 def export_graph(
     module: nn.Module,
     inputs: tuple[torch.Tensor, ...],
-    out_path: Path,
+    path: Path,
     *,
     in_names: list[str],
     out_names: list[str],
     dynamic: dict[str, dict[int, str]],
     opset: int,
-) -> Path:
-    """Export to a temporary file beside ``out_path`` (0644) and return its path."""
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=out_path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"Cannot write to {out_path.parent}: {exc}") from None
-    tmp = Path(tmp_name)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with torch.no_grad():
-                torch.onnx.export(
-                    module,
-                    inputs,
-                    str(tmp),
-                    input_names=in_names,
-                    output_names=out_names,
-                    dynamic_axes=dynamic,
-                    opset_version=opset,
-                    do_constant_folding=True,
-                    dynamo=False,
-                )
-        os.chmod(tmp, 0o644)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
+) -> None:
+    """Export ``module`` to ONNX at ``path`` (callers pass the temporary path of
+    :func:`breastai.io.atomic.atomic_file`, and check the file before it is moved into place)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.no_grad():
+            torch.onnx.export(
+                module,
+                inputs,
+                str(path),
+                input_names=in_names,
+                output_names=out_names,
+                dynamic_axes=dynamic,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
 
 
 def _ort_max_diff(
@@ -618,31 +647,29 @@ def export_feature_onnx(
         for n in (ENCODER_INPUT, *ENCODER_OUTPUTS)
     }
     head_dyn = {n: {0: "batch"} for n in (*HEAD_INPUTS, "probability")}
-    tmps: list[Path] = []
-    try:
-        tmps.append(
-            export_graph(
-                enc,
-                (pair,),
-                encoder_path,
-                in_names=[ENCODER_INPUT],
-                out_names=list(ENCODER_OUTPUTS),
-                dynamic=enc_dyn,
-                opset=opset,
-            )
+    enc_diff = head_diff = float("nan")
+    with (
+        atomic_file(encoder_path, suffix=".onnx", mode=0o644) as enc_tmp,
+        atomic_file(head_path, suffix=".onnx", mode=0o644) as head_tmp,
+    ):
+        export_graph(
+            enc,
+            (pair,),
+            enc_tmp,
+            in_names=[ENCODER_INPUT],
+            out_names=list(ENCODER_OUTPUTS),
+            dynamic=enc_dyn,
+            opset=opset,
         )
-        tmps.append(
-            export_graph(
-                head,
-                head_in,
-                head_path,
-                in_names=list(HEAD_INPUTS),
-                out_names=["probability"],
-                dynamic=head_dyn,
-                opset=opset,
-            )
+        export_graph(
+            head,
+            head_in,
+            head_tmp,
+            in_names=list(HEAD_INPUTS),
+            out_names=["probability"],
+            dynamic=head_dyn,
+            opset=opset,
         )
-        enc_diff = head_diff = float("nan")
         if verify:
             size = tuple(p + 16 for p in model.config.patch_zyx)
             (vpair,), vhead = feature_example_inputs(
@@ -651,8 +678,8 @@ def export_feature_onnx(
             with torch.no_grad():
                 enc_ref = enc(vpair)
                 head_ref = (head(*vhead),)
-            enc_diff = _ort_max_diff(tmps[0], [ENCODER_INPUT], (vpair,), enc_ref)
-            head_diff = _ort_max_diff(tmps[1], list(HEAD_INPUTS), vhead, head_ref)
+            enc_diff = _ort_max_diff(enc_tmp, [ENCODER_INPUT], (vpair,), enc_ref)
+            head_diff = _ort_max_diff(head_tmp, list(HEAD_INPUTS), vhead, head_ref)
             log.info("feature export parity: encoder %.3g, head %.3g", enc_diff, head_diff)
             for what, diff in (("encoder", enc_diff), ("head", head_diff)):
                 if not diff <= atol:
@@ -660,11 +687,6 @@ def export_feature_onnx(
                         f"The exported ONNX {what} differs from torch by {diff:.3g} "
                         f"(allowed {atol:.1g}); the export is not usable."
                     )
-        os.replace(tmps[0], encoder_path)
-        os.replace(tmps[1], head_path)
-    finally:
-        for t in tmps:
-            t.unlink(missing_ok=True)
     return FeatureExport(
         encoder_path=encoder_path,
         head_path=head_path,

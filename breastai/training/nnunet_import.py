@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from breastai.choices import Blend
 from breastai.errors import (
     InputError,
     OutputError,
@@ -43,6 +44,7 @@ from breastai.errors import (
     ParameterError,
     WeightsError,
 )
+from breastai.io.atomic import atomic_file, replace_dir
 from breastai.nnunet.card import (
     CARD_FILE,
     NnunetCard,
@@ -294,16 +296,16 @@ def _export_fold(net: nn.Module, n_in: int, patch: Sequence[int], out: Path) -> 
     from breastai.training.export import OPSET, export_graph
 
     example = torch.zeros((1, n_in, *patch))
-    tmp = export_graph(
-        net,
-        (example,),
-        out,
-        in_names=["image"],
-        out_names=["logits"],
-        dynamic={"image": {0: "batch"}, "logits": {0: "batch"}},
-        opset=OPSET,
-    )
-    try:
+    with atomic_file(out, suffix=".onnx", mode=0o644) as tmp:
+        export_graph(
+            net,
+            (example,),
+            tmp,
+            in_names=["image"],
+            out_names=["logits"],
+            dynamic={"image": {0: "batch"}, "logits": {0: "batch"}},
+            opset=OPSET,
+        )
         gen = torch.Generator().manual_seed(0)
         x = torch.randn((2, n_in, *patch), generator=gen)
         with torch.no_grad():
@@ -318,9 +320,6 @@ def _export_fold(net: nn.Module, n_in: int, patch: Sequence[int], out: Path) -> 
                 f"the exported ONNX network differs from torch by {diff:.3g} on a random input; "
                 "the export is not usable."
             )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return diff
 
 
@@ -409,25 +408,16 @@ def import_nnunet(
     OutputExistsError
         The name is taken and ``force`` is false.
     """
-    from breastai.weights import (
-        TASKS,
-        ModelCard,
-        load_registry,
-        register_model,
-        user_weights_file,
-    )
+    from breastai.training.export import check_import_target
+    from breastai.weights import TASKS, ModelCard, register_model, user_weights_file
 
     if task not in TASKS:
         raise ParameterError(f"--task must be one of {', '.join(TASKS)}, got {task!r}.")
     if checkpoint not in _CHECKPOINTS:
         raise ParameterError(f"--checkpoint must be final or best, got {checkpoint!r}.")
-    if out is None and not register:
-        raise ParameterError("Give an output folder (out) when the model is not registered.")
-    if register and not force and name in load_registry(weights_file):
-        raise OutputExistsError(
-            f"A model named {name!r} already exists in the weights registry; pass --force to "
-            "replace it or choose another --name."
-        )
+    check_import_target(
+        name, out, register=register, force=force, weights_file=weights_file, what="folder"
+    )
     if out is not None and Path(out).exists() and not force:
         raise OutputExistsError(f"{out} exists; pass --force to replace it.")
     ck_name = _CHECKPOINTS[checkpoint]
@@ -563,22 +553,22 @@ def import_nnunet(
                 if register:
                     tmp_out = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
                     shutil.copytree(stage, tmp_out, dirs_exist_ok=True)
-                    _replace_dir(tmp_out, target)
+                    replace_dir(tmp_out, target, force=True)
                 else:
-                    _replace_dir(stage, target)
+                    replace_dir(stage, target, force=True)
             folder_out = Path(out) if (out is not None and not register) else models_root / name
             if register:
-                _replace_dir(stage, folder_out)
+                replace_dir(stage, folder_out, force=True)
                 mcard = ModelCard(
                     name=name,
                     task=task,
                     filename=CARD_FILE,
                     sha256="",
-                    architecture=f"nnunet {card.architecture} {config}",
+                    architecture=f"{card.family} {card.architecture} {config}",
                     patch_zyx=tuple(card.patch_size),  # type: ignore[arg-type]
                     stride_zyx=tuple(max(1, int(p * card.tile_step_size)) for p in card.patch_size),  # type: ignore[arg-type]
                     spacing_zyx=tuple(card.spacing),  # type: ignore[arg-type]
-                    blending="gaussian",
+                    blending=Blend.GAUSSIAN,
                     input_names=("image",),
                     output_name="logits",
                     training_data=fields["dataset_name"],
@@ -594,17 +584,3 @@ def import_nnunet(
                 shutil.rmtree(stage, ignore_errors=True)
     log.info("imported nnU-Net model %s from %s", name, source)
     return NnunetImportResult(name=name, folder=folder_out, card=card, weights_file=registered)
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``, replacing an existing ``dst`` (the old one is removed after)."""
-    try:
-        old = None
-        if dst.exists():
-            old = dst.with_name(f".old-{dst.name}-{os.getpid()}")
-            os.replace(dst, old)
-        os.replace(src, dst)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        raise OutputError(f"cannot write {dst}: {exc.strerror or exc}.") from None

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from breastai.choices import Blend, Normalisation
 from breastai.errors import WeightsError
 from breastai.training.networks import SeedTumorConfig, SeedTumorNet
 
@@ -294,8 +295,8 @@ def seed_model_card(name: str, filename: str, sha256: str, cfg: SeedTumorConfig)
         phases_min=2,
         phases_max=cfg.slots,
         phase_slots=cfg.slots,
-        normalisation="seed",
-        blending="vote",
+        normalisation=Normalisation.SEED,
+        blending=Blend.VOTE,
         threshold=0.5,
         training_data="the authors' checkpoint (Zhang et al., Patterns 2023), imported by the user",
         licence=SEED_LICENCE,
@@ -359,17 +360,10 @@ def import_seed_checkpoint(
     """
     import tempfile
 
-    from breastai.errors import OutputExistsError, ParameterError
-    from breastai.training.export import export_onnx
-    from breastai.weights import load_registry, register_model, sha256_file, user_weights_file
+    from breastai.training.export import check_import_target, export_onnx
+    from breastai.weights import register_model, sha256_file, user_weights_file
 
-    if out is None and not register:
-        raise ParameterError("Give an output file (out) when the model is not registered.")
-    if register and not force and name in load_registry(weights_file):
-        raise OutputExistsError(
-            f"A model named {name!r} already exists in the weights registry; pass --force to "
-            "replace it or choose another --name."
-        )
+    check_import_target(name, out, register=register, force=force, weights_file=weights_file)
     state = read_state_dict(Path(checkpoint))
     net = load_seed_network(state, heads=heads)
     cfg = net.config
