@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from breastai.choices import Blend, Family, Normalisation, values
+from breastai.choices import Blend, Family, Normalisation, Task, values
 from breastai.errors import WeightsError, WeightsNotFoundError
 from breastai.weights.paths import absolute
 
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-TASKS = ("breast", "tumor")
+TASKS = values(Task)  # ("breast", "tumor")
 NORMALISATIONS = values(Normalisation)  # breastai.choices
 BLENDINGS = values(Blend)
 PLACEHOLDER_SHA256 = "0" * 64
