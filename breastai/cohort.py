@@ -5,7 +5,8 @@
 
 * plain (``ray_address=None``): one :class:`StudyWorker` in this process; the next study is read
   on a background thread while the current one runs the models in this thread;
-* Ray (``ray_address="local"`` or a cluster address): one :class:`StudyWorker` per Ray actor, each
+* Ray (``ray_address="local"`` or a cluster address; :mod:`breastai.cohort_ray`): one
+  :class:`StudyWorker` per Ray actor, each
   loading the models once and keeping them (one GPU per actor when the cluster has GPUs, else
   ``settings.threads`` CPUs per actor). Each actor holds up to two studies: one runs the models
   while the next is read. An actor that dies (its process killed, its node lost) has its studies
@@ -37,20 +38,17 @@ import json
 import logging
 import os
 import re
-import shutil
 import socket
-import tempfile
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from breastai import RESEARCH_NOTICE
-from breastai.errors import BreastAIError, ClusterError, InputError, OutputError
+from breastai.errors import BreastAIError, InputError, OutputError
 from breastai.io.atomic import atomic_file, check_writable, clean_stale
 from breastai.pipeline import SegmentResult, Settings
 from breastai.study import Study
@@ -260,6 +258,15 @@ def _key(fingerprint: str, base: dict[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------------- rows
 
+#: The summary numbers a row copies from a result (or a manifest's ``summary``).
+_SUMMARY_FIELDS = (
+    "lesion_count",
+    "t_category",
+    "longest_diameter_mm",
+    "tumor_volume_ml",
+    "breast_volume_ml",
+)
+
 
 @dataclass
 class CohortRow:
@@ -285,20 +292,18 @@ class CohortRow:
     @classmethod
     def from_result(cls, res: SegmentResult, *, study: str, folder: str, **kw: Any) -> CohortRow:
         """The row of a finished :class:`~breastai.pipeline.SegmentResult`."""
-        return cls(
-            study=study,
-            folder=folder,
+        return cls(study=study, folder=folder, status="ok", **kw).with_result(res)
+
+    def with_result(self, res: SegmentResult) -> CohortRow:
+        """This row (study, folder, worker, seconds) with the outcome and numbers of ``res``."""
+        return dataclasses.replace(
+            self,
             status="ok" if res.ok else "failed",
             error=res.error,
-            lesion_count=res.lesion_count,
-            t_category=res.t_category,
-            longest_diameter_mm=res.longest_diameter_mm,
-            tumor_volume_ml=res.tumor_volume_ml,
-            breast_volume_ml=res.breast_volume_ml,
             notices=list(res.notices),
             demo_weights=res.demo_weights,
             timings_s=dict(res.timings_s),
-            **kw,
+            **{k: getattr(res, k) for k in _SUMMARY_FIELDS},
         )
 
     @property
@@ -358,7 +363,7 @@ def write_cohort_table(
     return csv_path, json_path
 
 
-def _error_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
     if isinstance(exc, BreastAIError):
         return " ".join(str(exc).split())
     log.error("internal error", exc_info=exc)
@@ -582,7 +587,7 @@ class StudyWorker:
             )
         except Exception as exc:  # one study's problem: its row, never the others'
             st.release()
-            st.row = self._row(job, "failed", st.t0, _error_line(exc))
+            st.row = self._row(job, "failed", st.t0, error_line(exc))
         st.begin_s = time.perf_counter() - st.t0
         return st
 
@@ -606,18 +611,9 @@ class StudyWorker:
                     "cohort": {"key": st.key, "run_id": self.run_id, "worker": self.worker}
                 },
             )
-            base = self._row(job, "ok", st.t0)
-            row = CohortRow.from_result(
-                res,
-                study=base.study,
-                folder=base.folder,
-                seconds=base.seconds,
-                worker=base.worker,
-                attempts=base.attempts,
-                index=base.index,
-            )
+            row = self._row(job, "ok", st.t0).with_result(res)
         except Exception as exc:
-            row = self._row(job, "failed", st.t0, _error_line(exc))
+            row = self._row(job, "failed", st.t0, error_line(exc))
         finally:
             st.prep = None
             st.release()
@@ -696,9 +692,11 @@ def run_cohort(
     check_writable(out_dir, create=False)
     _check_weights(settings)
     if ray_address is not None:
-        _import_ray()
+        from breastai.cohort_ray import check_reachable, import_ray
+
+        import_ray()
         if ray_address != "local":
-            _check_reachable(ray_address)
+            check_reachable(ray_address)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -725,7 +723,9 @@ def run_cohort(
         if ray_address is None:
             _run_here(jobs, out_dir, settings, done, on_start)
         else:
-            _run_ray(jobs, out_dir, settings, ray_address, workers, done, on_start)
+            from breastai.cohort_ray import run_ray
+
+            run_ray(jobs, out_dir, settings, ray_address, workers, done, on_start)
     except KeyboardInterrupt:
         interrupted = True
         raise
@@ -744,7 +744,8 @@ def _check_weights(settings: Settings) -> None:
     resolve_model(settings.weights, "tumor", weights_file=settings.weights_file)
 
 
-def _dedupe(jobs: list[Job]) -> tuple[list[Job], dict[str, list[Job]]]:
+def dedupe_jobs(jobs: list[Job]) -> tuple[list[Job], dict[str, list[Job]]]:
+    """The first job of each output folder, and per folder the later jobs (its twins)."""
     first: dict[str, Job] = {}
     twins: dict[str, list[Job]] = {}
     for j in jobs:
@@ -755,7 +756,8 @@ def _dedupe(jobs: list[Job]) -> tuple[list[Job], dict[str, list[Job]]]:
     return list(first.values()), twins
 
 
-def _emit(row: CohortRow, twins: dict[str, list[Job]], done: RowCallback) -> None:
+def emit_row(row: CohortRow, twins: dict[str, list[Job]], done: RowCallback) -> None:
+    """Report a finished row, and a copy of it for each twin job of the same study."""
     done(row)
     for t in twins.get(row.folder, []):
         done(dataclasses.replace(row, index=t.index, study=t.source))
@@ -769,7 +771,7 @@ def _run_here(
     on_start: Callable[[dict[str, Any]], None] | None,
 ) -> None:
     """This process: the next study is read on a thread while this one runs the models."""
-    unique, twins = _dedupe(jobs)
+    unique, twins = dedupe_jobs(jobs)
     worker = StudyWorker(settings, out_dir, uuid.uuid4().hex)
     if on_start:
         on_start({"workers": [worker.info()]})
@@ -781,244 +783,9 @@ def _run_here(
                 break
             st = pending.result()
             pending = ex.submit(worker.begin, unique[i + 1]) if i + 1 < len(unique) else None
-            _emit(worker.finish(st), twins, done)
+            emit_row(worker.finish(st), twins, done)
     finally:
         # interrupted: let the read-ahead study finish reading (it writes nothing), drop its lock
         ex.shutdown(wait=True, cancel_futures=True)
         if pending is not None and not pending.cancelled() and pending.exception() is None:
             pending.result().release()
-
-
-# ------------------------------------------------------------------------------------- Ray
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise ClusterError(
-            "--ray needs Ray, which is not installed; install it with "
-            "`pip install 'breastai[cluster]'` (or `pip install ray`)."
-        ) from None
-    return ray
-
-
-def _check_reachable(address: str) -> None:
-    """One TCP connection to ``host:port`` first, so that a wrong address fails in seconds."""
-    rest = address.split("://", 1)[-1]
-    host, sep, port = rest.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ClusterError(
-            f"--ray expects 'local' or a cluster address 'HOST:PORT' (or 'ray://HOST:PORT'), "
-            f"got {address!r}."
-        )
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=5.0):
-            pass
-    except OSError as exc:
-        raise ClusterError(
-            f"Cannot reach a Ray cluster at {address!r} ({exc.strerror or exc}); start one "
-            "with `ray start --head` and pass the address it prints, or use --ray local."
-        ) from None
-
-
-@contextlib.contextmanager
-def _ray_session(ray: Any, address: str) -> Iterator[None]:
-    """Connect to a cluster (or start a private local one) and disconnect / stop it after."""
-    temp: str | None = None
-    kwargs: dict[str, Any] = {
-        "logging_level": logging.ERROR,
-        "log_to_driver": False,
-        "include_dashboard": False,
-        "configure_logging": True,
-    }
-    if address == "local":
-        # a short folder: Ray's Unix socket paths under it must stay below ~107 characters
-        temp = tempfile.mkdtemp(prefix="bai-ray-", dir="/tmp" if Path("/tmp").is_dir() else None)
-        kwargs.update(
-            address="local",
-            _temp_dir=temp,
-            object_store_memory=200 * 1024**2,
-        )
-    else:
-        kwargs = {"address": address, "logging_level": logging.ERROR, "log_to_driver": False}
-    if ray.is_initialized():
-        ray.shutdown()
-    try:
-        ray.init(**kwargs)
-    except Exception as exc:
-        if temp:
-            shutil.rmtree(temp, ignore_errors=True)
-        where = "a local Ray cluster" if address == "local" else f"the Ray cluster at {address!r}"
-        raise ClusterError(
-            f"Could not start or join {where} ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:300]}); check the address and that the cluster "
-            "runs the same Ray and Python versions."
-        ) from None
-    try:
-        # Ray's driver prints cluster events (e.g. "A worker died ...") on stdout, which belongs
-        # to the caller (``--json``); each such event reaches the caller as a row instead.
-        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-            yield
-    finally:
-        ray.shutdown()
-        if temp:
-            shutil.rmtree(temp, ignore_errors=True)
-
-
-class _Pool:
-    """Ray actors (StudyWorkers), each with up to ``depth`` studies in flight."""
-
-    def __init__(
-        self, ray: Any, settings: Settings, out_dir: Path, run_id: str, n: int, gpus: bool
-    ) -> None:
-        self.ray = ray
-        self.cls = ray.remote(StudyWorker).options(
-            num_cpus=max(settings.threads, 1) if not gpus else 1,
-            num_gpus=1 if gpus else 0,
-            max_concurrency=2,
-            max_restarts=0,
-            max_task_retries=0,
-        )
-        self.args = (settings, str(out_dir), run_id)
-        self.actors: dict[int, Any] = {}
-        self.infos: dict[int, dict[str, Any]] = {}
-        self.load: dict[int, int] = {}
-        self._next = 0
-        self.replacements = n  # a dead actor is replaced this many times in all
-        for _ in range(n):
-            self._spawn()
-
-    def _spawn(self) -> int:
-        k = self._next
-        self._next += 1
-        self.actors[k] = self.cls.remote(*self.args)
-        self.load[k] = 0
-        return k
-
-    def ready(self) -> list[dict[str, Any]]:
-        """Wait for every actor's models; a model / device error becomes one clear line."""
-        refs = {k: a.info.remote() for k, a in self.actors.items()}
-        for k, ref in refs.items():
-            try:
-                self.infos[k] = self.ray.get(ref)
-            except Exception as exc:
-                cause = getattr(exc, "cause", None) or exc
-                inner = getattr(cause, "cause", None)
-                if isinstance(inner, BreastAIError):
-                    raise inner from None
-                if isinstance(cause, BreastAIError):
-                    raise cause from None
-                text = " ".join(str(cause).split())
-                m = re.search(r"(\w*Error): (.*?)(?: \(|$)", text)
-                raise ClusterError(
-                    "A Ray worker could not load the models"
-                    + (f" ({m.group(1)}: {m.group(2)[:300]})" if m else f" ({text[:300]})")
-                    + "; every node needs breastai (same version) and the weights installed."
-                ) from None
-        return list(self.infos.values())
-
-    def replace(self, k: int) -> None:
-        self.actors.pop(k, None)
-        self.load.pop(k, None)
-        if self.replacements > 0:
-            self.replacements -= 1
-            self._spawn()
-
-    def kill_all(self) -> None:
-        for a in self.actors.values():
-            with contextlib.suppress(Exception):
-                self.ray.kill(a, no_restart=True)
-        self.actors.clear()
-
-
-def _worker_died(ray: Any, exc: BaseException) -> bool:
-    kinds = tuple(
-        getattr(ray.exceptions, n)
-        for n in ("RayActorError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError")
-        if hasattr(ray.exceptions, n)
-    )
-    return isinstance(exc, kinds)
-
-
-def _run_ray(
-    jobs: list[Job],
-    out_dir: Path,
-    settings: Settings,
-    address: str,
-    workers: int | None,
-    done: RowCallback,
-    on_start: Callable[[dict[str, Any]], None] | None,
-) -> None:
-    ray = _import_ray()
-    if workers is not None and workers < 1:
-        raise ClusterError(f"--workers must be >= 1, got {workers}.")
-    unique, twins = _dedupe(jobs)
-    with _ray_session(ray, address):
-        res = ray.cluster_resources()
-        n_gpu = int(res.get("GPU", 0))
-        per = 1 if n_gpu else max(settings.threads, 1)
-        n = n_gpu if n_gpu else max(int(res.get("CPU", 1)) // per, 1)
-        n = max(min(n, workers or n, len(unique) or 1), 1)
-        pool = _Pool(ray, settings, out_dir, uuid.uuid4().hex, n, gpus=n_gpu > 0)
-        inflight: dict[Any, tuple[Job, int]] = {}
-        try:
-            infos = pool.ready()
-            if on_start:
-                on_start({"workers": infos, "gpus": n_gpu, "cpus": res.get("CPU", 0)})
-            queue = deque(unique)
-            while queue or inflight:
-                for k in list(pool.actors):
-                    while queue and pool.load.get(k, 9) < 2:
-                        job = queue.popleft()
-                        inflight[pool.actors[k].run.remote(job)] = (job, k)
-                        pool.load[k] += 1
-                if not inflight:
-                    if queue and not pool.actors:
-                        for job in queue:  # no worker left to try
-                            _emit(_died_row(job, "no Ray worker is left"), twins, done)
-                        queue.clear()
-                    continue
-                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
-                for ref in ready:
-                    job, k = inflight.pop(ref)
-                    if k in pool.load:
-                        pool.load[k] -= 1
-                    try:
-                        row = ray.get(ref)
-                    except Exception as exc:
-                        if not _worker_died(ray, exc):
-                            row = CohortRow(
-                                study=job.source,
-                                folder=job.folder,
-                                status="failed",
-                                error=_error_line(exc),
-                                attempts=job.attempt,
-                                index=job.index,
-                            )
-                        else:
-                            log.info("worker died on %s (attempt %d)", job.source, job.attempt)
-                            if k in pool.actors:
-                                pool.replace(k)
-                            if job.attempt < MAX_ATTEMPTS:
-                                queue.appendleft(dataclasses.replace(job, attempt=job.attempt + 1))
-                                continue
-                            row = _died_row(job, f"its worker died {job.attempt} times")
-                    _emit(row, twins, done)
-        except BaseException:
-            pool.kill_all()
-            raise
-        finally:
-            pool.kill_all()
-
-
-def _died_row(job: Job, why: str) -> CohortRow:
-    return CohortRow(
-        study=job.source,
-        folder=job.folder,
-        status="failed",
-        error=f"not segmented: {why} (a crash in the runtime, or out of memory); see the Ray "
-        "logs of that node",
-        attempts=job.attempt,
-        index=job.index,
-    )

@@ -15,7 +15,13 @@ Data flow (axis contract: :mod:`breastai.study`):
    absent slots filled with P1 and masked; windows only over the breast bounding box (plus
    ``roi_margin_mm``) unless breast masking is off; probability back to P1's grid (linear),
    thresholded, multiplied by the breast mask, small components removed;
-4. outputs written into a temporary folder beside ``OUT/<study>/`` and renamed into place.
+4. outputs (:mod:`breastai.outputs`): lesions measured, report and manifest built in memory;
+   with an ``out_dir`` they are written into a temporary folder beside ``OUT/<study>/`` and
+   renamed into place, with ``out_dir=None`` they are returned (:class:`StudyOutputs`).
+
+The steps live in their own modules: settings (:mod:`breastai.settings`), model loading
+(:mod:`breastai.models`), reading and preprocessing (:mod:`breastai.prepare`), outputs
+(:mod:`breastai.outputs`); this module runs the models and orchestrates.
 
 Output files and manifest keys are documented in docs/outputs.md.
 """
@@ -25,23 +31,29 @@ Output files and manifest keys are documented in docs/outputs.md.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import json
 import logging
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import SimpleITK as sitk
 
-from breastai import RESEARCH_NOTICE, __version__
-from breastai.errors import BreastAIError, InputError, ParameterError
-from breastai.io.atomic import atomic_dir, check_new_dir, check_writable
+from breastai.errors import BreastAIError
+from breastai.io.atomic import check_new_dir, check_writable
+from breastai.models import LoadedModels, Model, batch_size, load_models
+from breastai.outputs import (
+    MANIFEST_SCHEMA,
+    PartMasks,
+    SegmentResult,
+    StudyOutputs,
+    build_outputs,
+    write_outputs,
+)
+from breastai.prepare import Part, PreparedStudy, study_name
+from breastai.prepare import prepare as _prepare
+from breastai.settings import STAGES, Progress, Settings
 from breastai.study import Study
 
 __all__ = [
@@ -51,520 +63,18 @@ __all__ = [
     "PreparedStudy",
     "SegmentResult",
     "Settings",
+    "StudyOutputs",
     "load_models",
     "prepare_study",
     "result_table",
+    "run_models",
     "segment_prepared",
     "segment_studies",
     "segment_study",
+    "write_outputs",
 ]
 
 log = logging.getLogger(__name__)
-
-MANIFEST_SCHEMA = "breastai.manifest/1"
-#: Progress stages, in order; the progress callback receives (stage, fraction of that stage).
-STAGES = ("read", "preprocess", "breast", "tumor", "postprocess", "write")
-
-Progress = Callable[[str, float], None]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything a segmentation run can be told (the CLI builds one from its options).
-
-    Attributes
-    ----------
-    device:
-        ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
-    weights, breast_weights:
-        Tumor / breast model name or ONNX path (None: the default model of the task).
-    weights_file:
-        User weights file (None: the default location).
-    blend:
-        Override of the model cards' blending (``vote`` | ``mean`` | ``gaussian``).
-    use_breast_mask:
-        Multiply the tumor mask by the breast mask and restrict tumor windows to the breast
-        bounding box (the paper). False = ``--no-breast-mask``.
-    save_probabilities:
-        Also write ``tumor_probability.nii.gz``.
-    force:
-        Replace an existing ``OUT/<study>/`` folder.
-    batch_size:
-        Windows per model call; None = 1 on CPU (no gain from more on few cores), 4 on CUDA.
-    threads:
-        CPU threads of the runtime (0 = its default).
-    runtime:
-        ``auto`` | ``onnxruntime`` | ``openvino`` (see :class:`breastai.inference.OnnxModel`).
-    precision:
-        ``fp32`` | ``bf16`` (bf16: OpenVINO on a CPU with native bfloat16; outputs differ a little).
-    dce_series:
-        DICOM SeriesInstanceUIDs (or numbers) of the DCE acquisition, overriding the reader.
-    study_uid:
-        DICOM: the StudyInstanceUID to read when a folder holds several studies.
-    times:
-        Phase times in seconds, overriding the DICOM clocks (and giving NIfTI phases times).
-    min_volume_mm3:
-        Smallest tumor component kept.
-    roi_margin_mm:
-        Margin around the breast bounding box for the tumor windows.
-    write_seg, write_preview:
-        Write ``seg.dcm`` (DICOM input only) and ``preview.png``.
-    cudnn_conv_algo_search:
-        ``HEURISTIC`` (default) or ``EXHAUSTIVE`` (see :mod:`breastai.inference`).
-    tta:
-        nnU-Net models: mirroring test-time augmentation as the model allows it (False =
-        ``--no-tta``). No effect on the other families.
-    """
-
-    device: str = "auto"
-    weights: str | None = None
-    breast_weights: str | None = None
-    weights_file: Path | None = None
-    blend: str | None = None
-    use_breast_mask: bool = True
-    save_probabilities: bool = False
-    force: bool = False
-    batch_size: int | None = None
-    threads: int = 0
-    runtime: str = "auto"
-    precision: str = "fp32"
-    dce_series: tuple[str, ...] = ()
-    study_uid: str | None = None
-    times: tuple[float, ...] | None = None
-    min_volume_mm3: float = 10.0
-    roi_margin_mm: float = 8.0
-    write_seg: bool = True
-    write_preview: bool = True
-    cudnn_conv_algo_search: str = "HEURISTIC"
-    tta: bool = True
-
-    def __post_init__(self) -> None:
-        from breastai.inference import BLEND_MODES, check_runtime_options
-
-        check_runtime_options(self.device, self.runtime, self.precision)
-        if self.blend is not None and self.blend not in BLEND_MODES:
-            raise ParameterError(f"--blend must be one of {BLEND_MODES}, got {self.blend!r}.")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ParameterError(f"batch size must be >= 1, got {self.batch_size}.")
-        if self.min_volume_mm3 < 0 or self.roi_margin_mm < 0:
-            raise ParameterError("min_volume_mm3 and roi_margin_mm must be >= 0.")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["weights_file"] = str(self.weights_file) if self.weights_file else None
-        d["dce_series"] = list(self.dce_series)
-        d["times"] = None if self.times is None else list(self.times)
-        return d
-
-
-@dataclass
-class SegmentResult:
-    """What happened to one study (success or failure)."""
-
-    name: str
-    source: str
-    ok: bool
-    out_dir: Path | None = None
-    files: list[str] = field(default_factory=list)
-    error: str | None = None
-    error_type: str | None = None
-    exit_code: int = 0
-    lesion_count: int | None = None
-    t_category: str | None = None
-    longest_diameter_mm: float | None = None
-    tumor_volume_ml: float | None = None
-    breast_volume_ml: float | None = None
-    device: str | None = None
-    provider: str | None = None
-    precision: str | None = None
-    demo_weights: bool | None = None
-    notices: list[str] = field(default_factory=list)
-    timings_s: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["out_dir"] = str(self.out_dir) if self.out_dir else None
-        return d
-
-
-# ------------------------------------------------------------------------------------ models
-
-
-@dataclass(frozen=True)
-class _Model:
-    resolved: Any  # breastai.weights.ResolvedModel
-    session: Any  # breastai.inference.OnnxModel (nnU-Net: the first fold's)
-    nnunet: Any = None  # breastai.nnunet.NnunetModel for an imported nnU-Net model
-    family: Any = None  # breastai.families.ModelFamily: the model's preprocessing
-
-    @property
-    def fam(self) -> Any:
-        from breastai.families import family_for_card
-
-        return self.family or family_for_card(self.card, self.nnunet)
-
-    @property
-    def card(self) -> Any:
-        return self.resolved.card
-
-    def info(self, blend: str, tta: bool = True) -> dict[str, Any]:
-        c = self.card
-        d: dict[str, Any] = dict(self.resolved.to_dict())
-        if self.nnunet is not None:
-            nc = self.nnunet.card
-            d.update(
-                family="nnunet",
-                sha256s={str(f["file"]): str(f.get("sha256", "")) for f in nc.folds},
-                channels=list(nc.channels),
-                roles={k: list(v) for k, v in nc.roles.items()},
-                configuration=nc.configuration,
-                folds=[f["fold"] for f in nc.folds],
-                spacing_zyx=list(nc.spacing),
-                patch_zyx=list(nc.patch_size),
-                tile_step_size=nc.tile_step_size,
-                tta=bool(tta and nc.mirroring_axes),
-            )
-            return d
-        d.update(
-            family=self.fam.name,
-            blending=blend,
-            threshold=c.threshold,
-            patch_zyx=list(c.patch_zyx),
-            stride_zyx=list(c.stride_zyx),
-            spacing_zyx=list(c.spacing_zyx),
-            normalisation=c.normalisation,
-        )
-        if c.task == "tumor":
-            d["phase_slots"] = c.phase_slots
-        return d
-
-
-@dataclass(frozen=True)
-class LoadedModels:
-    """The opened breast and tumor models (from :func:`load_models`), reused across studies."""
-
-    breast: _Model
-    tumor: _Model
-
-    @property
-    def provider(self) -> str:
-        return str(self.tumor.session.provider)
-
-    @property
-    def device(self) -> str:
-        return str(self.tumor.session.device)
-
-    @property
-    def precision(self) -> str:
-        return str(self.tumor.session.precision)
-
-    @property
-    def runtime(self) -> str:
-        """``onnxruntime 1.x`` / ``openvino 2026.x``: what ran the models."""
-        s = self.tumor.session
-        return f"{s.runtime} {s.runtime_version}"
-
-    def notices(self) -> list[str]:
-        seen: list[str] = []
-        for m in (self.breast, self.tumor):
-            for n in m.session.notices:
-                if n not in seen:
-                    seen.append(n)
-        return seen
-
-
-def _batch(settings: Settings, provider: str) -> int:
-    if settings.batch_size is not None:
-        return settings.batch_size
-    return 4 if provider == "CUDAExecutionProvider" else 1
-
-
-def load_models(settings: Settings) -> LoadedModels:
-    """Resolve, verify and open the breast and tumor models once (reused for a cohort)."""
-    from breastai.inference import OnnxModel
-    from breastai.weights import resolve_model
-
-    out: dict[str, _Model] = {}
-    for task, name in (("breast", settings.breast_weights), ("tumor", settings.weights)):
-        resolved = resolve_model(name, task, weights_file=settings.weights_file)
-        card = resolved.card
-        if card.task != task:
-            raise ParameterError(
-                f"model {card.name!r} is a {card.task} model; "
-                f"--{'breast-' if task == 'breast' else ''}weights needs a {task} model."
-            )
-        if card.architecture.startswith("nnunet"):
-            out[task] = _load_nnunet(resolved, task, settings)
-            continue
-        session = OnnxModel(
-            resolved.path,
-            device=settings.device,
-            threads=settings.threads,
-            runtime=settings.runtime,
-            precision=settings.precision,
-            cudnn_conv_algo_search=settings.cudnn_conv_algo_search,
-        )
-        if session.on_gpu:
-            b = _batch(settings, session.provider)
-            feed = {"image": np.zeros((b, 1, *card.patch_zyx), np.float32)}
-            if task == "tumor":
-                s = card.phase_slots
-                feed = {
-                    "phases": np.zeros((b, s, 1, *card.patch_zyx), np.float32),
-                    "time_mask": np.ones((b, s), np.float32),
-                }
-            t0 = time.perf_counter()
-            session.run(feed)  # warm-up: cuDNN picks its kernels for this window shape
-            session.warmup_s = time.perf_counter() - t0
-        from breastai.families import family_for_card
-
-        out[task] = _Model(resolved, session, None, family_for_card(card))
-    return LoadedModels(breast=out["breast"], tumor=out["tumor"])
-
-
-def _load_nnunet(resolved: Any, task: str, settings: Settings) -> _Model:
-    """An imported nnU-Net model in the breast or tumor slot (its card names its roles)."""
-    from breastai.nnunet import NnunetCard, NnunetModel
-
-    ncard = NnunetCard.read(resolved.path)
-    need = ("breast", "left", "right") if task == "breast" else ("tumor",)
-    if not any(ncard.roles.get(r) for r in need):
-        raise ParameterError(
-            f"nnU-Net model {ncard.name!r} has no {' / '.join(need)} label (roles: "
-            f"{', '.join(sorted(ncard.roles)) or 'none'}); import it again with --labels naming "
-            f"its {task} label(s)."
-        )
-    model = NnunetModel(
-        ncard,
-        resolved.path.parent,
-        device=settings.device,
-        runtime=settings.runtime,
-        precision=settings.precision,
-        threads=settings.threads,
-    )
-    from breastai.families import NnunetFamily
-
-    return _Model(resolved, model.sessions[0], model, NnunetFamily(model))
-
-
-# ------------------------------------------------------------------------------- preparation
-
-
-@dataclass
-class _Part:
-    """One volume to segment: the study, or one stack of a split-bilateral study."""
-
-    study: Study
-    suffix: str  # "" or "_R" / "_L": appended to every output file name of this part
-    side: str | None  # None, or "right" / "left" for a split-bilateral stack
-    breast_input: np.ndarray  # (1, z, y, x)
-    breast_grid: sitk.Image
-    tumor_input: np.ndarray  # (S, 1, z, y, x)
-    time_mask: np.ndarray  # (S,)
-    tumor_grid: sitk.Image
-    breast_channels: list[sitk.Image] | None = None  # nnU-Net breast model: its channel images
-    tumor_channels: list[sitk.Image] | None = None  # nnU-Net tumor model: its channel images
-
-
-@dataclass
-class _Prepared:
-    study: Study
-    name: str
-    parts: list[_Part]
-    chosen: list[int]
-    selection_note: str | None
-    timings: dict[str, float]
-
-
-def _study_name(study_or_path: Study | Path | str) -> str:
-    if isinstance(study_or_path, Study):
-        return study_or_path.name or Path(study_or_path.source).name or "study"
-    p = Path(study_or_path)
-    name = p.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return name or "study"
-
-
-def _prepare(
-    study_or_path: Study | Path | str,
-    settings: Settings,
-    models: LoadedModels,
-    progress: Progress | None = None,
-) -> _Prepared:
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    if progress:
-        progress("read", 0.0)
-    if isinstance(study_or_path, Study):
-        study = study_or_path
-    else:
-        from breastai.io import load_study
-
-        study = load_study(
-            Path(study_or_path),
-            dce_series=settings.dce_series,
-            study_uid=settings.study_uid,
-            times=settings.times,
-        )
-    name = _study_name(study_or_path if not isinstance(study_or_path, Study) else study)
-    timings["read"] = time.perf_counter() - t0
-    if progress:
-        progress("read", 1.0)
-
-    t0 = time.perf_counter()
-    if models.tumor.nnunet is not None:
-        return _prepare_nnunet_tumor(study, name, models, timings, t0, progress)
-    tcard = models.tumor.card
-    n = len(study.phases)
-    if n < max(2, tcard.phases_min):
-        raise InputError(
-            f"Study {name!r} has {n} phase(s); the tumor model {tcard.name!r} needs at least "
-            f"{max(2, tcard.phases_min)} (pre-contrast and first post-contrast). Check the DCE "
-            "series choice with `breastai info`."
-        )
-    chosen, note = models.tumor.fam.choose(study)
-    if note:
-        log.info("%s: %s", name, note)
-    subs = study.split_stacks()
-    resampled = []
-    for k, sub in enumerate(subs):
-        resampled.append(_resample_part(sub, chosen, models))
-        if progress:
-            progress("preprocess", (k + 1) / (len(subs) + 1))
-    parts = _finish_parts(resampled, study.stack_sides, models)
-    if progress:
-        progress("preprocess", 1.0)
-    timings["preprocess"] = time.perf_counter() - t0
-    return _Prepared(
-        study=study,
-        name=name,
-        parts=parts,
-        chosen=chosen,
-        selection_note=note,
-        timings=timings,
-    )
-
-
-def _nnunet_channels(model: _Model, study: Study) -> list[sitk.Image] | None:
-    if model.nnunet is None:
-        return None
-    images: list[sitk.Image] | None = model.fam.prepare(study).images
-    return images
-
-
-def _prepare_nnunet_tumor(
-    study: Study,
-    name: str,
-    models: LoadedModels,
-    timings: dict[str, float],
-    t0: float,
-    progress: Progress | None,
-) -> _Prepared:
-    """An nnU-Net tumor model: its channel images per stack (the breast model's as usual)."""
-    from breastai.nnunet.channels import phase_index
-
-    specs = models.tumor.nnunet.card.channels
-    chosen = sorted(
-        {phase_index(s) for s in specs}
-        | ({0} if any(s.startswith("sub") for s in specs) else set())
-    )
-    subs = study.split_stacks()
-    sides = study.stack_sides
-    parts = []
-    for k, sub in enumerate(subs):
-        b_in, b_grid = _breast_input(sub, models)
-        side = sides[k] if sides else None
-        ref = sub.reference.image
-        parts.append(
-            _Part(
-                study=sub,
-                suffix=f"_{side}" if side else "",
-                side=None if side is None else ("right" if side == "R" else "left"),
-                breast_input=b_in,
-                breast_grid=b_grid,
-                tumor_input=np.zeros((0,), np.float32),
-                time_mask=np.ones(len(chosen), np.float32),
-                tumor_grid=ref,
-                breast_channels=_nnunet_channels(models.breast, sub),
-                tumor_channels=_nnunet_channels(models.tumor, sub),
-            )
-        )
-        if progress:
-            progress("preprocess", (k + 1) / (len(subs) + 1))
-    if progress:
-        progress("preprocess", 1.0)
-    timings["preprocess"] = time.perf_counter() - t0
-    return _Prepared(
-        study=study, name=name, parts=parts, chosen=chosen, selection_note=None, timings=timings
-    )
-
-
-def _breast_input(study: Study, models: LoadedModels) -> tuple[np.ndarray, sitk.Image]:
-    """P0 on the breast card's grid, normalised per card (an nnU-Net breast model: nothing)."""
-    if models.breast.nnunet is not None:
-        return np.zeros((0,), np.float32), study.phases[0].image
-    inputs = models.breast.fam.prepare(study)
-    return inputs.image, inputs.grid
-
-
-@dataclass
-class _Resampled:
-    """One volume's model grids: the normalised breast input and the raw tumor-grid phases."""
-
-    study: Study
-    breast_input: np.ndarray  # (1, z, y, x), normalised
-    breast_grid: sitk.Image
-    tumor_grid: sitk.Image
-    tumor_raw: list[np.ndarray]  # the chosen phases on the tumor grid, not normalised
-    breast_channels: list[sitk.Image] | None = None
-
-
-def _resample_part(study: Study, chosen: Sequence[int], models: LoadedModels) -> _Resampled:
-    """P0 on the breast grid (normalised); the chosen phases on the tumor grid (raw)."""
-    b_input, breast_grid = _breast_input(study, models)
-    tumor_grid, arrays = models.tumor.fam.resample(study, chosen)
-    return _Resampled(
-        study=study,
-        breast_input=b_input,
-        breast_grid=breast_grid,
-        tumor_grid=tumor_grid,
-        tumor_raw=arrays,
-        breast_channels=_nnunet_channels(models.breast, study),
-    )
-
-
-def _finish_parts(
-    resampled: Sequence[_Resampled], sides: Sequence[str], models: LoadedModels
-) -> list[_Part]:
-    """Normalise the tumor phases (jointly over split-bilateral stacks) and build the parts."""
-    from breastai.preprocess import assemble_slots, seed_clip_bounds
-
-    tcard = models.tumor.card
-    bounds = None
-    if len(resampled) > 1 and tcard.normalisation == "seed":
-        # the stacks of one study are normalised alike, as one bilateral volume would be
-        bounds = seed_clip_bounds([r.tumor_raw for r in resampled])
-    parts = []
-    for k, r in enumerate(resampled):
-        normed = models.tumor.fam.normalise(r.tumor_raw, bounds)
-        stacked, mask = assemble_slots(normed, int(tcard.phase_slots))
-        side = sides[k] if sides else None
-        parts.append(
-            _Part(
-                study=r.study,
-                suffix=f"_{side}" if side else "",
-                side=None if side is None else ("right" if side == "R" else "left"),
-                breast_input=r.breast_input,
-                breast_grid=r.breast_grid,
-                tumor_input=stacked[:, None],
-                time_mask=mask,
-                tumor_grid=r.tumor_grid,
-                breast_channels=r.breast_channels,
-            )
-        )
-    return parts
 
 
 # --------------------------------------------------------------------------------- inference
@@ -582,19 +92,8 @@ def _stage_progress(progress: Progress | None, stage: str) -> Callable[[float], 
     return lambda f: progress(stage, f)
 
 
-@dataclass
-class _Computed:
-    breast: sitk.Image
-    tumor: sitk.Image
-    tumor_probability: sitk.Image
-    removed: int
-    windows: dict[str, Any]
-    notes: list[str]
-    side_labels: sitk.Image | None = None  # 1 right / 2 left, from a left/right breast model
-
-
 def _nnunet_labels(
-    model: _Model,
+    model: Model,
     images: Sequence[sitk.Image],
     ref: sitk.Image,
     roles: Sequence[str],
@@ -636,12 +135,12 @@ def _part_progress(progress: Progress | None, k: int, n: int) -> Progress | None
 
 
 def _infer(
-    part: _Part,
+    part: Part,
     settings: Settings,
     models: LoadedModels,
     progress: Progress | None,
     timings: dict[str, float],
-) -> _Computed:
+) -> PartMasks:
     """Breast and tumor models on one part; stage seconds are added to ``timings``."""
     from breastai.families import ModelInputs
     from breastai.inference import n_windows
@@ -684,7 +183,7 @@ def _infer(
             ref,
             card=bcard,
             blend=settings.blend or bcard.blending,
-            batch_size=_batch(settings, bm.session.provider),
+            batch_size=batch_size(settings, bm.session.provider),
             progress=_stage_progress(progress, "breast"),
         )
         windows["breast"] = n_windows(
@@ -720,7 +219,7 @@ def _infer(
         add_time("postprocess", t0)
         if progress:
             progress("postprocess", 1.0)
-        return _Computed(breast, tumor, t_native, removed, windows, notes, side_labels)
+        return PartMasks(breast, tumor, t_native, removed, windows, notes, side_labels)
 
     # tumor
     t0 = time.perf_counter()
@@ -747,7 +246,7 @@ def _infer(
             time_mask=part.time_mask,
             card=tcard,
             blend=blend_t,
-            batch_size=_batch(settings, tm.session.provider),
+            batch_size=batch_size(settings, tm.session.provider),
             roi=roi,
             progress=_stage_progress(progress, "tumor"),
         )
@@ -769,235 +268,39 @@ def _infer(
     add_time("postprocess", t0)
     if progress:
         progress("postprocess", 1.0)
-    return _Computed(breast, tumor, t_native, removed, windows, notes, side_labels)
+    return PartMasks(breast, tumor, t_native, removed, windows, notes, side_labels)
 
 
-# ------------------------------------------------------------------------------------ writing
+# ------------------------------------------------------------------------------ orchestration
 
 
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"breastai": __version__, "python": platform.python_version()}
-    for pkg in (
-        "numpy",
-        "SimpleITK",
-        "onnxruntime-gpu",
-        "onnxruntime",
-        "openvino",
-        "pydicom",
-        "highdicom",
-        "scipy",
-        "Pillow",
-    ):
-        with contextlib.suppress(md.PackageNotFoundError):
-            out[pkg] = md.version(pkg)
-    return out
-
-
-def _write_outputs(
-    tmp: Path,
-    prep: _Prepared,
-    comps: Sequence[_Computed],
+def run_models(
+    prep: PreparedStudy,
+    *,
     settings: Settings,
     models: LoadedModels,
     started: float,
-    progress: Progress | None,
+    progress: Progress | None = None,
     manifest_extra: Mapping[str, Any] | None = None,
-) -> tuple[list[str], dict[str, Any]]:
-    from breastai.report import measure_lesions, merge_reports, write_report
+) -> StudyOutputs:
+    """Run the models on a prepared study and build its outputs in memory (nothing is written).
 
-    study = prep.study
-    parts = prep.parts
-    t0 = time.perf_counter()
-    files: list[str] = []
+    Parameters
+    ----------
+    prep:
+        From :func:`prepare_study`.
+    settings, models, progress:
+        As for :func:`segment_study`.
+    started:
+        ``time.perf_counter()`` when work on this study began (for ``timings_s.total``).
+    manifest_extra:
+        Top-level keys added to the manifest.
 
-    def nifti(img: sitk.Image, fname: str) -> None:
-        sitk.WriteImage(img, str(tmp / fname), useCompression=True)
-        files.append(fname)
-
-    for part, comp in zip(parts, comps, strict=True):
-        nifti(comp.breast, f"breast{part.suffix}.nii.gz")
-        nifti(comp.tumor, f"tumor{part.suffix}.nii.gz")
-        if settings.save_probabilities:
-            nifti(comp.tumor_probability, f"tumor_probability{part.suffix}.nii.gz")
-    if progress:
-        progress("write", 0.2)
-
-    blend = {
-        "breast": settings.blend or models.breast.card.blending,
-        "tumor": settings.blend or models.tumor.card.blending,
-    }
-    minfo = {
-        "breast": models.breast.info(blend["breast"], settings.tta),
-        "tumor": models.tumor.info(blend["tumor"], settings.tta),
-    }
-    weights: dict[str, dict[str, Any]] = {
-        task: {
-            "name": m["name"],
-            "sha256": m["sha256"],
-            "demo": bool(m["demo"]),
-            "family": m["family"],
-            **({"sha256s": m["sha256s"]} if "sha256s" in m else {}),
-        }
-        for task, m in minfo.items()
-    }
-    demo = any(w["demo"] for w in weights.values())
-    if settings.write_seg and study.kind == "dicom" and study.reference.source_files:
-        from breastai.io.seg import write_seg
-
-        for k, (part, comp) in enumerate(zip(parts, comps, strict=True)):
-            fname = f"seg{part.suffix}.dcm"
-            write_seg(
-                tmp / fname,
-                part.study,
-                breast=comp.breast,
-                tumor=comp.tumor,
-                weights=weights,
-                series_number=9901 + k,
-            )
-            files.append(fname)
-    if progress:
-        progress("write", 0.5)
-
-    reports = {
-        part.suffix.lstrip("_"): measure_lesions(
-            comp.tumor,
-            study=part.study,
-            breast_mask=comp.breast,
-            min_volume_mm3=settings.min_volume_mm3,
-            side=part.side,
-            side_labels=comp.side_labels,
-        )
-        for part, comp in zip(parts, comps, strict=True)
-    }
-    report = reports[""] if "" in reports else merge_reports(reports)
-    rdict = report.to_dict()
-    extra = {"study": prep.name, "run": {"device": models.device, "provider": models.provider}}
-    for p in write_report(report, tmp, weights=weights, extra=extra):
-        files.append(Path(p).name)
-    if progress:
-        progress("write", 0.7)
-
-    if settings.write_preview:
-        from breastai.preview import write_preview
-
-        for part, comp in zip(parts, comps, strict=True):
-            caption = f"{prep.name}{part.suffix}  tumor: {weights['tumor']['name']}" + (
-                " (DEMO)" if demo else ""
-            )
-            write_preview(
-                tmp / f"preview{part.suffix}.png",
-                pre=part.study.phases[0].image,
-                post=part.study.reference.image,
-                tumor=comp.tumor,
-                breast=comp.breast,
-                caption=caption,
-            )
-            files.append(f"preview{part.suffix}.png")
-    prep.timings["write"] = time.perf_counter() - t0
-    prep.timings["total"] = time.perf_counter() - started
-
-    def volume_ml(mask: sitk.Image) -> float:
-        return float(sitk.GetArrayViewFromImage(mask).sum()) * float(
-            np.prod(mask.GetSpacing()) / 1000.0
-        )
-
-    summary = {
-        "lesion_count": rdict.get("lesion_count"),
-        "t_category": rdict.get("t_category"),
-        "tumor_volume_ml": sum(volume_ml(c.tumor) for c in comps),
-        "breast_volume_ml": sum(volume_ml(c.breast) for c in comps),
-    }
-    lesions = rdict.get("lesions") or []
-    diam = [float(x["longest_diameter_mm"]) for x in lesions if x.get("longest_diameter_mm")]
-    summary["longest_diameter_mm"] = max(diam) if diam else None
-    files.append("manifest.json")
-    manifest = {
-        "schema": MANIFEST_SCHEMA,
-        "notice": RESEARCH_NOTICE,
-        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "software": _versions(),
-        "study": {
-            "name": prep.name,
-            "source": str(study.source),
-            "kind": study.kind,
-            "study_uid": study.study_uid,
-        },
-        "models": minfo,
-        "demo_weights": demo,
-        "device": {
-            "requested": settings.device,
-            "used": models.device,
-            "provider": models.provider,
-            "runtime": models.runtime,
-            "precision": models.precision,
-            "notices": models.notices(),
-        },
-        "reference_phase": study.reference_index,
-        "stacks": (
-            None
-            if len(parts) == 1
-            else [
-                {
-                    "side": part.side,
-                    "suffix": part.suffix,
-                    "series_uid": part.study.reference.series_uid,
-                    "size_xyz": list(part.study.reference.image.GetSize()),
-                    "spacing_xyz": list(part.study.reference.image.GetSpacing()),
-                }
-                for part in parts
-            ]
-        ),
-        "phases": [
-            {
-                "index": p.index,
-                "time_s": p.time_s,
-                "series_uid": p.series_uid,
-                "label": p.label,
-                "used": p.index in prep.chosen,
-                "slot": prep.chosen.index(p.index) if p.index in prep.chosen else None,
-            }
-            for p in study.phases
-        ],
-        "phase_selection": prep.selection_note,
-        "time_mask": [float(v) for v in parts[0].time_mask],
-        "reader_decisions": study.decisions.to_dict(),
-        "postprocess": {
-            "threshold_rule": "probability > threshold",
-            "use_breast_mask": settings.use_breast_mask,
-            "min_volume_mm3": settings.min_volume_mm3,
-            "small_components_removed": sum(c.removed for c in comps),
-        },
-        "windows": (
-            comps[0].windows
-            if len(parts) == 1
-            else {part.suffix.lstrip("_"): c.windows for part, c in zip(parts, comps, strict=True)}
-        ),
-        "notes": [n for c in comps for n in c.notes],
-        "settings": settings.to_dict(),
-        "summary": summary,
-        "timings_s": {k: round(v, 4) for k, v in prep.timings.items()},
-        "outputs": files,
-    }
-    manifest.update(manifest_extra or {})
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    if progress:
-        progress("write", 1.0)
-    return files, manifest
-
-
-def _run(
-    prep: _Prepared,
-    out_dir: Path,
-    settings: Settings,
-    models: LoadedModels,
-    started: float,
-    progress: Progress | None,
-    manifest_extra: Mapping[str, Any] | None = None,
-) -> SegmentResult:
-    final = Path(out_dir) / prep.name
-    check_new_dir(final, force=settings.force)  # fail before minutes of inference
+    Returns
+    -------
+    StudyOutputs
+        Masks, measurements, report and manifest; :func:`write_outputs` writes them.
+    """
     n = len(prep.parts)
     comps = [
         _infer(part, settings, models, _part_progress(progress, k, n), prep.timings)
@@ -1009,49 +312,71 @@ def _run(
             "Split-bilateral study kept as two stacks that share no grid: each stack was "
             "segmented on its own grid; output files carry _R / _L.",
         )
-    with atomic_dir(final, force=settings.force) as tmp:
-        files, manifest = _write_outputs(
-            tmp, prep, comps, settings, models, started, progress, manifest_extra
-        )
-    s = manifest["summary"]
-    return SegmentResult(
-        name=prep.name,
-        source=str(prep.study.source),
-        ok=True,
-        out_dir=final,
-        files=files,
-        lesion_count=s["lesion_count"],
-        t_category=s["t_category"],
-        longest_diameter_mm=s["longest_diameter_mm"],
-        tumor_volume_ml=round(s["tumor_volume_ml"], 4),
-        breast_volume_ml=round(s["breast_volume_ml"], 4),
-        device=models.device,
-        provider=models.provider,
-        precision=models.precision,
-        demo_weights=manifest["demo_weights"],
-        notices=models.notices() + [note for c in comps for note in c.notes],
-        timings_s={k: round(v, 4) for k, v in prep.timings.items()},
+    return build_outputs(prep, comps, settings, models, started, manifest_extra)
+
+
+def _run(
+    prep: PreparedStudy,
+    out_dir: Path,
+    settings: Settings,
+    models: LoadedModels,
+    started: float,
+    progress: Progress | None,
+    manifest_extra: Mapping[str, Any] | None = None,
+) -> SegmentResult:
+    check_new_dir(Path(out_dir) / prep.name, force=settings.force)  # before minutes of inference
+    outputs = run_models(
+        prep,
+        settings=settings,
+        models=models,
+        started=started,
+        progress=progress,
+        manifest_extra=manifest_extra,
     )
+    return write_outputs(outputs, out_dir, force=settings.force, progress=progress)
+
+
+@overload
+def segment_study(
+    study_or_path: Study | Path | str,
+    *,
+    out_dir: None = None,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    models: LoadedModels | None = None,
+) -> StudyOutputs: ...
+
+
+@overload
+def segment_study(
+    study_or_path: Study | Path | str,
+    *,
+    out_dir: Path | str,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    models: LoadedModels | None = None,
+) -> SegmentResult: ...
 
 
 def segment_study(
     study_or_path: Study | Path | str,
     *,
-    out_dir: Path,
+    out_dir: Path | str | None = None,
     settings: Settings | None = None,
     progress: Progress | None = None,
     models: LoadedModels | None = None,
-) -> SegmentResult:
-    """Segment one study and write ``out_dir/<study>/``.
+) -> SegmentResult | StudyOutputs:
+    """Segment one study: in memory (``out_dir=None``), or written to ``out_dir/<study>/``.
 
     Parameters
     ----------
     study_or_path:
         A study folder (DICOM or per-phase NIfTI), a 4-D NIfTI file, or a loaded ``Study``.
     out_dir:
-        Parent folder of the per-study output folder.
+        Parent folder of the per-study output folder; None: write nothing and return the
+        outputs in memory.
     settings:
-        Run settings (defaults: ``Settings()``).
+        Run settings (defaults: ``Settings()``; ``force`` applies when writing).
     progress:
         Called with ``(stage, fraction)``; stages in :data:`STAGES`.
     models:
@@ -1059,8 +384,12 @@ def segment_study(
 
     Returns
     -------
+    StudyOutputs
+        With ``out_dir=None``: the masks (SimpleITK images on the study's grid), lesion
+        measurements, ``report.json`` document and manifest; nothing is written.
     SegmentResult
-        ``ok=True`` with the written files and summary numbers.
+        With an ``out_dir``: ``ok=True`` with the written files and summary numbers (the
+        outputs are written by :func:`write_outputs`).
 
     Raises
     ------
@@ -1069,17 +398,17 @@ def segment_study(
     """
     settings = settings or Settings()
     started = time.perf_counter()
-    name = _study_name(study_or_path)
-    final = Path(out_dir) / name
-    check_new_dir(final, force=settings.force)
-    check_writable(Path(out_dir))  # before any reading or inference
+    if out_dir is not None:
+        check_new_dir(Path(out_dir) / study_name(study_or_path), force=settings.force)
+        check_writable(Path(out_dir))  # before any reading or inference
     models = models or load_models(settings)
     prep = _prepare(study_or_path, settings, models, progress)
-    return _run(prep, Path(out_dir), settings, models, started, progress)
-
-
-#: A read and preprocessed study, ready for the models (from :func:`prepare_study`).
-PreparedStudy = _Prepared
+    if out_dir is not None:
+        return _run(prep, Path(out_dir), settings, models, started, progress)
+    outputs = run_models(prep, settings=settings, models=models, started=started, progress=progress)
+    if progress:
+        progress("write", 1.0)
+    return outputs
 
 
 def prepare_study(
@@ -1134,16 +463,8 @@ def segment_prepared(
 ) -> SegmentResult:
     """Run the models on a prepared study and write ``out_dir/<prep.name>/`` atomically.
 
-    Parameters
-    ----------
-    prep:
-        From :func:`prepare_study`.
-    out_dir, settings, models, progress:
-        As for :func:`segment_study`.
-    started:
-        ``time.perf_counter()`` when work on this study began (for ``timings_s.total``).
-    manifest_extra:
-        Top-level keys added to ``manifest.json`` (a cohort run records its ``cohort`` key).
+    :func:`run_models` then :func:`write_outputs`; the parameters are theirs (``out_dir`` as for
+    :func:`segment_study`; a cohort run records its ``cohort`` key through ``manifest_extra``).
 
     Returns
     -------
@@ -1222,7 +543,7 @@ def segment_studies(
     names = _unique_names(items)
     results: list[SegmentResult] = []
 
-    def prep_one(i: int) -> tuple[_Prepared, float]:
+    def prep_one(i: int) -> tuple[PreparedStudy, float]:
         started = time.perf_counter()
         final = Path(out_dir) / names[i]
         check_new_dir(final, force=settings.force)

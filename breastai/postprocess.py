@@ -145,6 +145,13 @@ def _x_lps(image: sitk.Image, idx_zyx: np.ndarray) -> np.ndarray:
     return x
 
 
+def _components(mask: sitk.Image) -> tuple[np.ndarray, np.ndarray, int]:
+    """The foreground, its 26-connected component labels (1..n) and n."""
+    arr = _array(mask) > 0
+    labels, n = ndimage.label(arr, structure=_STRUCTURE_26)
+    return arr, labels, int(n)
+
+
 def largest_component(mask: sitk.Image) -> sitk.Image:
     """Keep the largest 26-connected component (ties: the lowest label).
 
@@ -153,8 +160,7 @@ def largest_component(mask: sitk.Image) -> sitk.Image:
     SimpleITK.Image
         uint8 0/1 mask with at most one component, same geometry.
     """
-    arr = _array(mask) > 0
-    labels, n = ndimage.label(arr, structure=_STRUCTURE_26)
+    arr, labels, n = _components(mask)
     if n <= 1:
         return _like(arr.astype(np.uint8), mask)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
@@ -179,8 +185,7 @@ def largest_component_per_side(
     SimpleITK.Image
         uint8 0/1 mask with at most two components, same geometry.
     """
-    arr = _array(mask) > 0
-    labels, n = ndimage.label(arr, structure=_STRUCTURE_26)
+    arr, labels, n = _components(mask)
     if n <= 1:
         return _like(arr.astype(np.uint8), mask)
     idx = np.argwhere(arr)

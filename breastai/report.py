@@ -40,20 +40,12 @@ Conventions (the numbers in every report depend on them; arrays follow the axis 
   are several lesions. T4 is never assigned from size; contact with the skin or chest-wall
   side of the breast mask is flagged for review instead. A mask without lesions gets the
   category ``"none"`` (not "T0": a segmentation cannot exclude a tumor).
-* **Kinetics** (when a study is given): the mean signal of each lesion per phase; the initial
-  enhancement ``(S1 - S0) / S0`` at the first post-contrast phase; the early peak is the
-  highest mean signal among the post-contrast phases acquired within 90 s of the first
-  post-contrast phase (the first post-contrast phase alone when times are unknown); the
-  initial phase is slow (< 50 %), medium (50-100 %) or fast (> 100 %) by the early peak's
-  enhancement; and the delayed change is ``(S_last - S_peak) / S_peak``:
-  persistent > +10 %, plateau within +-10 %, washout < -10 % (BI-RADS). Studies whose last
-  phase is part of the early window (two-phase studies) get ``"n/a"``. The functional tumor
-  volume counts lesion voxels whose own early enhancement at the first post-contrast phase is
-  at least 70 % (the I-SPY convention; voxels with a non-positive pre-contrast signal are not
-  counted).
+* **Kinetics** (when a study is given): per-lesion enhancement curve, initial phase, delayed
+  curve type and functional tumor volume; conventions in :mod:`breastai.kinetics`.
 
 Masks on another grid are placed with :func:`breastai.geometry.align_to_grid`; the DICOM SR of a
-report is written by :func:`breastai.io.sr.write_sr` (re-exported here as ``write_sr``).
+report is written by :func:`breastai.io.sr.write_sr`. The report document (``Lesion``,
+``LesionReport``, T category) is :mod:`breastai.lesion_report`. All are re-exported here.
 """
 
 # SimpleITK's methods carry no type annotations.
@@ -65,7 +57,6 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,20 +66,38 @@ from numpy.typing import NDArray
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from breastai import RESEARCH_NOTICE, __version__
 from breastai.errors import (
     InputError,
     OutputError,
     OutputExistsError,
     ParameterError,
 )
-from breastai.geometry import align_to_grid, resample_to_reference, same_grid
+from breastai.geometry import align_to_grid
 from breastai.io.atomic import atomic_file
 from breastai.io.sr import write_sr
+from breastai.kinetics import (
+    CURVE_TOLERANCE_PCT,
+    EARLY_WINDOW_S,
+    FTV_THRESHOLD,
+    Kinetics,
+    add_kinetics,
+    rounded_list,
+)
+from breastai.lesion_report import (
+    SCHEMA,
+    Lesion,
+    LesionReport,
+    round_diameter_mm,
+    t_category,
+    weights_entries,
+)
 from breastai.study import Study
 
 __all__ = [
+    "CURVE_TOLERANCE_PCT",
     "DEFAULT_MIN_VOLUME_MM3",
+    "EARLY_WINDOW_S",
+    "FTV_THRESHOLD",
     "SCHEMA",
     "Kinetics",
     "Lesion",
@@ -108,369 +117,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "breastai.report/1"
-"""Schema identifier written as ``schema`` in report.json (documented in docs/report-json.md)."""
-
 DEFAULT_MIN_VOLUME_MM3 = 10.0
 """Components smaller than this are dropped: a sphere of 2.7 mm diameter, about 3 voxels of
 1.3 x 1.3 x 2 mm. It removes isolated-voxel noise and keeps every lesion of 3 mm or more."""
 
-EARLY_WINDOW_S = 90.0
-"""The initial (early) window ends this many seconds after the first post-contrast phase: about
-2.5 min after injection for a first post-contrast phase at about 1 min (BI-RADS: peak within the
-first 2 min after bolus arrival)."""
-FTV_THRESHOLD = 0.70
-CURVE_TOLERANCE_PCT = 10.0
 _STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 
 FloatArray = NDArray[np.float64]
-
-
-# ------------------------------------------------------------------------------------------------
-# T category
-# ------------------------------------------------------------------------------------------------
-
-
-def round_diameter_mm(longest_diameter_mm: float) -> int:
-    """Round a greatest dimension to whole millimetres as AJCC 8th edition asks.
-
-    Parameters
-    ----------
-    longest_diameter_mm:
-        Greatest dimension in mm (finite, >= 0).
-
-    Returns
-    -------
-    int
-        Round half up (20.5 -> 21, never banker's rounding), except that values above 1.0 mm and
-        below 2.0 mm become 2 mm (AJCC: "round any measurement >1.0-1.9 mm to 2 mm").
-
-    Raises
-    ------
-    ParameterError
-        When the value is negative or not finite.
-    """
-    d = float(longest_diameter_mm)
-    if not math.isfinite(d) or d < 0:
-        raise ParameterError(f"A diameter must be a finite number >= 0 mm; got {d!r}.")
-    if 1.0 < d < 2.0:
-        return 2
-    # the small epsilon keeps 20.5 (stored as 20.4999999...) rounding up like a person would
-    return math.floor(d + 0.5 + 1e-9)
-
-
-def t_category(longest_diameter_mm: float | None, n_lesions: int) -> str:
-    """AJCC 8th edition T category from size alone.
-
-    Parameters
-    ----------
-    longest_diameter_mm:
-        Greatest dimension of the largest lesion in mm, or None when there is no lesion.
-    n_lesions:
-        Number of lesions; more than one appends ``"(m)"``.
-
-    Returns
-    -------
-    str
-        ``"T1mi"``, ``"T1a"``, ``"T1b"``, ``"T1c"``, ``"T2"`` or ``"T3"`` (plus ``"(m)"``), or
-        ``"none"`` when there is no lesion. T4 is never returned: it needs chest-wall or skin
-        extension, which size cannot show.
-
-    Raises
-    ------
-    ParameterError
-        For a negative count, a bad diameter, or a diameter given with zero lesions (or none
-        given with lesions).
-    """
-    if n_lesions < 0:
-        raise ParameterError(f"n_lesions must be >= 0; got {n_lesions}.")
-    if longest_diameter_mm is None or n_lesions == 0:
-        if longest_diameter_mm is not None or n_lesions != 0:
-            raise ParameterError(
-                "t_category needs a diameter together with n_lesions >= 1, or None with 0; got "
-                f"{longest_diameter_mm!r} and {n_lesions}."
-            )
-        return "none"
-    mm = round_diameter_mm(longest_diameter_mm)
-    if mm <= 1:
-        cat = "T1mi"
-    elif mm <= 5:
-        cat = "T1a"
-    elif mm <= 10:
-        cat = "T1b"
-    elif mm <= 20:
-        cat = "T1c"
-    elif mm <= 50:
-        cat = "T2"
-    else:
-        cat = "T3"
-    return cat + ("(m)" if n_lesions > 1 else "")
-
-
-# ------------------------------------------------------------------------------------------------
-# Data types
-# ------------------------------------------------------------------------------------------------
-
-
-def _r(value: float | None, nd: int = 3) -> float | None:
-    return None if value is None else round(float(value), nd)
-
-
-def _rl(values: Sequence[float] | FloatArray, nd: int = 3) -> list[float]:
-    return [round(float(v), nd) for v in values]
-
-
-@dataclass
-class Kinetics:
-    """Enhancement kinetics of one lesion (see the module docstring for the conventions)."""
-
-    times_s: list[float | None]
-    mean_signal: list[float]
-    initial_enhancement_pct: float | None
-    initial_phase: str | None
-    early_peak_phase: int
-    early_peak_enhancement_pct: float | None
-    delayed_change_pct: float | None
-    curve_type: str
-    functional_tumor_volume_ml: float
-    voxels_on_study_grid: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "times_s": [_r(t, 2) for t in self.times_s],
-            "mean_signal": _rl(self.mean_signal, 3),
-            "initial_enhancement_pct": _r(self.initial_enhancement_pct, 1),
-            "initial_phase": self.initial_phase,
-            "early_peak_phase": self.early_peak_phase,
-            "early_peak_enhancement_pct": _r(self.early_peak_enhancement_pct, 1),
-            "delayed_change_pct": _r(self.delayed_change_pct, 1),
-            "curve_type": self.curve_type,
-            "functional_tumor_volume_ml": _r(self.functional_tumor_volume_ml, 4),
-            "voxels_on_study_grid": self.voxels_on_study_grid,
-        }
-
-
-@dataclass
-class Lesion:
-    """Measurements of one lesion (a 26-connected component). Coordinates are LPS mm."""
-
-    index: int
-    voxel_count: int
-    volume_ml: float
-    longest_diameter_mm: float
-    endpoints_lps: tuple[tuple[float, float, float], tuple[float, float, float]]
-    longest_in_plane_diameter_mm: float
-    in_plane_endpoints_lps: tuple[tuple[float, float, float], tuple[float, float, float]]
-    in_plane_slice: int
-    principal_extents_mm: tuple[float, float, float]
-    centroid_lps: tuple[float, float, float]
-    laterality: str
-    bbox_zyx: tuple[tuple[int, int, int], tuple[int, int, int]]
-    touches_image_border: bool
-    breast_contact: list[str] | None = None
-    kinetics: Kinetics | None = None
-    stack: str | None = None
-
-    @property
-    def possible_t4(self) -> bool | None:
-        """True when the lesion reaches the skin or chest-wall side of the breast mask."""
-        return None if self.breast_contact is None else bool(self.breast_contact)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "volume_ml": _r(self.volume_ml, 4),
-            "voxel_count": self.voxel_count,
-            "longest_diameter_mm": _r(self.longest_diameter_mm, 2),
-            "longest_diameter_rounded_mm": round_diameter_mm(self.longest_diameter_mm),
-            "endpoints_lps": [_rl(p, 2) for p in self.endpoints_lps],
-            "longest_in_plane_diameter_mm": _r(self.longest_in_plane_diameter_mm, 2),
-            "in_plane_endpoints_lps": [_rl(p, 2) for p in self.in_plane_endpoints_lps],
-            "in_plane_slice": self.in_plane_slice,
-            "principal_extents_mm": _rl(self.principal_extents_mm, 2),
-            "centroid_lps": _rl(self.centroid_lps, 2),
-            "laterality": self.laterality,
-            "bbox_zyx": [list(self.bbox_zyx[0]), list(self.bbox_zyx[1])],
-            "touches_image_border": self.touches_image_border,
-            "breast_contact": self.breast_contact,
-            "possible_t4": self.possible_t4,
-            "kinetics": None if self.kinetics is None else self.kinetics.to_dict(),
-            "stack": self.stack,
-        }
-
-
-@dataclass
-class LesionReport:
-    """All lesions of one mask, the T category and how they were measured."""
-
-    lesions: list[Lesion]
-    t_category: str
-    min_volume_mm3: float
-    spacing_mm: tuple[float, float, float]
-    size_xyz: tuple[int, int, int]
-    midline_x_mm: float | None
-    midline_rule: str
-    dropped_components: int = 0
-    label: int | None = None
-    source: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    stacks: dict[str, dict[str, Any]] | None = None
-    #: ``midline`` (LPS heuristic), ``breast model labels`` (a left/right breast model) or
-    #: ``split-bilateral stack``.
-    laterality_source: str = "midline"
-
-    @property
-    def lesion_count(self) -> int:
-        return len(self.lesions)
-
-    @property
-    def largest(self) -> Lesion:
-        """The lesion with the longest 3-D diameter (it sets the T category)."""
-        if not self.lesions:
-            raise ParameterError("The report has no lesion.")
-        return max(self.lesions, key=lambda les: (les.longest_diameter_mm, -les.index))
-
-    @property
-    def summary(self) -> str:
-        """One sentence for the reader of the report."""
-        if not self.lesions:
-            return "No lesion found in the mask (T category: none)."
-        big = self.largest
-        return (
-            f"{self.lesion_count} lesion(s); longest diameter {big.longest_diameter_mm:.1f} mm "
-            f"({round_diameter_mm(big.longest_diameter_mm)} mm rounded, lesion {big.index}, "
-            f"{big.laterality} breast); "
-            f"T category by size: {self.t_category}."
-        )
-
-    def to_dict(
-        self, weights: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """The report as a JSON-able dict (schema ``breastai.report/1``, docs/report-json.md)."""
-        out: dict[str, Any] = {
-            "schema": SCHEMA,
-            "breastai_version": __version__,
-            "notice": RESEARCH_NOTICE,
-            "t_category": self.t_category,
-            "t_basis": "AJCC 8th edition, size only (greatest dimension of the largest lesion)",
-            "largest_lesion_index": self.largest.index if self.lesions else None,
-            "lesion_count": self.lesion_count,
-            "summary": self.summary,
-            "largest_diameter_mm": (
-                _r(self.largest.longest_diameter_mm, 2) if self.lesions else None
-            ),
-            "possible_t4_review": any(les.possible_t4 for les in self.lesions),
-            "lesions": [les.to_dict() for les in self.lesions],
-            "measurement": {
-                "points": "centres of exposed voxel faces (marching-cubes vertices at level 0.5)",
-                "connectivity": 26,
-                "min_volume_mm3": self.min_volume_mm3,
-                "dropped_components": self.dropped_components,
-                "label": self.label,
-                "spacing_mm": _rl(self.spacing_mm, 4),
-                "size_xyz": list(self.size_xyz),
-                "midline_x_mm": _r(self.midline_x_mm, 2),
-                "laterality_rule": self.midline_rule,
-                "laterality_source": self.laterality_source,
-                "stacks": self.stacks,
-            },
-            "source": self.source,
-            "warnings": list(self.warnings),
-        }
-        if weights:
-            out["weights"] = weights_entries(weights)
-        if extra:
-            clash = sorted(set(extra) & set(out))
-            if clash:
-                raise ParameterError(f"extra keys {clash} would replace report keys; rename them.")
-            out.update(dict(extra))
-        return out
-
-    def to_markdown(self, weights: Mapping[str, Any] | None = None) -> str:
-        """A short report a radiologist can read (Markdown)."""
-        lines = [
-            "# breastai lesion report",
-            "",
-            f"**{RESEARCH_NOTICE}** Measurements from an automatic segmentation; "
-            "verify them on the images.",
-            "",
-            f"**T category (size only, AJCC 8th): {self.t_category}** — {self.summary}",
-            "",
-        ]
-        if self.lesions:
-            lines += [
-                "| # | Side | Longest 3-D (mm) | Rounded (mm) | Longest in-plane (mm) [slice] "
-                "| Extents (mm) | Volume (mL) | Curve | Initial (%) | FTV (mL) | Flags |",
-                "|---|---|---|---|---|---|---|---|---|---|---|",
-            ]
-            for les in self.lesions:
-                k = les.kinetics
-                flags = []
-                if les.touches_image_border:
-                    flags.append("touches image border (incomplete)")
-                if les.breast_contact:
-                    flags.append(
-                        "reaches " + " and ".join(les.breast_contact) + ": possible T4, review"
-                    )
-                ext = " × ".join(f"{e:.1f}" for e in les.principal_extents_mm)
-                init = (
-                    ""
-                    if k is None or k.initial_enhancement_pct is None
-                    else f"{k.initial_enhancement_pct:.0f}"
-                )
-                side = les.laterality + (f" ({les.stack} stack)" if les.stack else "")
-                lines.append(
-                    f"| {les.index} | {side} | {les.longest_diameter_mm:.1f} "
-                    f"| {round_diameter_mm(les.longest_diameter_mm)} "
-                    f"| {les.longest_in_plane_diameter_mm:.1f} [{les.in_plane_slice}] | {ext} "
-                    f"| {les.volume_ml:.2f} | {'' if k is None else k.curve_type} | {init} "
-                    f"| {'' if k is None else f'{k.functional_tumor_volume_ml:.2f}'} "
-                    f"| {'; '.join(flags)} |"
-                )
-            lines.append("")
-        else:
-            lines += ["No lesion was found in the mask.", ""]
-        lines += [
-            f"Lesions: 26-connected components ≥ {self.min_volume_mm3:g} mm³ "
-            f"({self.dropped_components} smaller component(s) ignored). Diameters between exposed "
-            "voxel-face centres; in-plane on the acquisition plane. Laterality: "
-            f"{self.midline_rule}.",
-            "",
-        ]
-        if self.stacks:
-            lines += [
-                "Split-bilateral study: each stack ("
-                + ", ".join(self.stacks)
-                + ") was segmented and measured on its own grid; slice numbers refer to the "
-                "lesion's stack.",
-                "",
-            ]
-        if weights:
-            lines += ["## Weights", "", "| Model | sha256 | Demo |", "|---|---|---|"]
-            for w in weights_entries(weights):
-                demo = (
-                    "yes (synthetic phantom training, not for clinical use)"
-                    if w.get("demo")
-                    else "no"
-                )
-                lines.append(f"| {w.get('name', '')} | `{w.get('sha256', '')}` | {demo} |")
-            lines.append("")
-        if self.warnings:
-            lines += ["## Warnings", ""] + [f"- {w}" for w in self.warnings] + [""]
-        lines.append(f"_breastai {__version__}. {RESEARCH_NOTICE}_")
-        return "\n".join(lines) + "\n"
-
-
-def weights_entries(weights: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Accept one ``{name, sha256, demo}`` dict or a mapping of role -> such dicts."""
-    if "sha256" in weights or "name" in weights:
-        return [dict(weights)]
-    out = []
-    for role, entry in weights.items():
-        item = dict(entry) if isinstance(entry, Mapping) else {"name": str(entry)}
-        item.setdefault("task", role)
-        out.append(item)
-    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -856,7 +509,7 @@ def measure_lesions(
     if dropped:
         log.info("dropped %d component(s) smaller than %g mm3", dropped, min_volume_mm3)
     if study is not None and lesions and labels_full is not None:
-        _add_kinetics(lesions, labels_full, mask, study, warnings)
+        add_kinetics(lesions, labels_full, mask, study, warnings)
     if side is not None:
         for les in lesions:
             les.laterality = side
@@ -924,7 +577,7 @@ def merge_reports(parts: Mapping[str, LesionReport]) -> LesionReport:
         warnings=[f"stack {name}: {w}" for name, r in parts.items() for w in r.warnings],
         stacks={
             name: {
-                "spacing_mm": _rl(r.spacing_mm, 4),
+                "spacing_mm": rounded_list(r.spacing_mm, 4),
                 "size_xyz": list(r.size_xyz),
                 "laterality_rule": r.midline_rule,
                 "lesions": [les.index for les in lesions if les.stack == name],
@@ -987,107 +640,6 @@ def _measure_one(
         ),
         touches_image_border=border,
         breast_contact=contact,
-    )
-
-
-# ------------------------------------------------------------------------------------------------
-# Kinetics
-# ------------------------------------------------------------------------------------------------
-
-
-def _add_kinetics(
-    lesions: list[Lesion],
-    labels: NDArray[np.int32],
-    mask: sitk.Image,
-    study: Study,
-    warnings: list[str],
-) -> None:
-    if len(study.phases) < 2:
-        msg = "The study has a single phase; kinetics need a pre- and a post-contrast phase."
-        warnings.append(msg)
-        log.warning(msg)
-        return
-    ref = study.reference.image
-    lab_img = sitk.GetImageFromArray(labels)
-    lab_img.CopyInformation(mask)
-    lab_img = align_to_grid(
-        lab_img, ref, what="tumor mask", onto="study's reference phase", warnings=warnings
-    )
-    lab_all = sitk.GetArrayFromImage(lab_img).ravel()
-    sel = np.flatnonzero(lab_all)  # lesion voxels only: the rest of the volume is never read
-    lab = lab_all[sel]
-    n = len(lesions)
-    counts = np.bincount(lab, minlength=n + 1)[: n + 1]
-    signals = []
-    for phase in study.phases:
-        img = phase.image
-        if not same_grid(img, ref):
-            img = resample_to_reference(img, ref, interpolator="linear", extrapolate=False)
-            msg = f"Phase {phase.index} was resampled onto the reference phase grid (linear)."
-            warnings.append(msg)
-            log.warning(msg)
-        signals.append(sitk.GetArrayViewFromImage(img).ravel()[sel].astype(np.float64))
-    sums = np.stack([np.bincount(lab, weights=s, minlength=n + 1)[: n + 1] for s in signals])
-    s0, s1 = signals[0], signals[1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pe = np.where(s0 > 0, (s1 - s0) / np.where(s0 > 0, s0, 1.0), -np.inf)
-    ftv_counts = np.bincount(lab[pe >= FTV_THRESHOLD], minlength=n + 1)[: n + 1]
-    ref_voxel_ml = float(np.prod(ref.GetSpacing())) / 1000.0
-    times = [p.time_s for p in study.phases]
-    early = _early_window(times)
-    for les in lesions:
-        c = int(counts[les.index])
-        if c == 0:
-            msg = f"Lesion {les.index} has no voxel on the study grid; no kinetics."
-            warnings.append(msg)
-            log.warning(msg)
-            continue
-        mean = sums[:, les.index] / c
-        les.kinetics = _curve(mean, times, early, float(ftv_counts[les.index]) * ref_voxel_ml, c)
-
-
-def _early_window(times: Sequence[float | None]) -> list[int]:
-    """Post-contrast phase indices in the early (initial) window."""
-    if len(times) < 2:
-        return []
-    t1 = times[1]
-    if t1 is None or any(t is None for t in times[1:]):
-        return [1]
-    return [k for k in range(1, len(times)) if (times[k] or 0.0) - t1 <= EARLY_WINDOW_S]
-
-
-def _curve(
-    mean: FloatArray, times: Sequence[float | None], early: list[int], ftv_ml: float, count: int
-) -> Kinetics:
-    s0, s1 = float(mean[0]), float(mean[1])
-    initial = 100.0 * (s1 - s0) / s0 if s0 > 0 else None
-    peak = max(early, key=lambda k: mean[k])
-    peak_pct = 100.0 * (float(mean[peak]) - s0) / s0 if s0 > 0 else None
-    phase = None
-    if peak_pct is not None:
-        phase = "slow" if peak_pct < 50 else ("fast" if peak_pct > 100 else "medium")
-    last = len(mean) - 1
-    change: float | None = None
-    curve = "n/a"
-    if last not in early and mean[peak] > 0:
-        change = 100.0 * (float(mean[last]) - float(mean[peak])) / float(mean[peak])
-        if change > CURVE_TOLERANCE_PCT:
-            curve = "persistent"
-        elif change < -CURVE_TOLERANCE_PCT:
-            curve = "washout"
-        else:
-            curve = "plateau"
-    return Kinetics(
-        times_s=list(times),
-        mean_signal=[float(v) for v in mean],
-        initial_enhancement_pct=initial,
-        initial_phase=phase,
-        early_peak_phase=int(peak),
-        early_peak_enhancement_pct=peak_pct,
-        delayed_change_pct=change,
-        curve_type=curve,
-        functional_tumor_volume_ml=ftv_ml,
-        voxels_on_study_grid=count,
     )
 
 

@@ -17,7 +17,7 @@ from breastai.io.atomic import atomic_file
 from breastai.study import Study
 
 if TYPE_CHECKING:
-    from breastai.report import LesionReport
+    from breastai.lesion_report import LesionReport
 
 __all__ = ["SR_SERIES_DESCRIPTION", "write_sr"]
 
@@ -73,7 +73,7 @@ def write_sr(
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
-    from breastai.report import weights_entries
+    from breastai.lesion_report import weights_entries
 
     path = Path(path)
     if path.exists() and not force:
