@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from breastai.choices import Family
 from breastai.errors import ParameterError
 from breastai.settings import Settings
 
@@ -125,7 +126,7 @@ def load_models(settings: Settings) -> LoadedModels:
                 f"model {card.name!r} is a {card.task} model; "
                 f"--{'breast-' if task == 'breast' else ''}weights needs a {task} model."
             )
-        if card.architecture.startswith("nnunet"):
+        if card.family is Family.NNUNET:
             out[task] = _load_nnunet(resolved, task, settings)
             continue
         session = OnnxModel(

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from breastai.choices import Normalisation
 from breastai.errors import InputError
 from breastai.models import LoadedModels, Model
 from breastai.settings import Progress, Settings
@@ -235,7 +236,7 @@ def _finish_parts(
 
     tcard = models.tumor.card
     bounds = None
-    if len(resampled) > 1 and tcard.normalisation == "seed":
+    if len(resampled) > 1 and tcard.normalisation == Normalisation.SEED:
         # the stacks of one study are normalised alike, as one bilateral volume would be
         bounds = seed_clip_bounds([r.tumor_raw for r in resampled])
     parts = []
