@@ -220,7 +220,8 @@ def test_ctrl_c_writes_the_table_of_what_is_done(cohort: dict, tmp_path: Path) -
     import time
 
     studies = []
-    for k in range(4):
+    n = 8  # enough that a machine starving this test's poll loop cannot finish them all first
+    for k in range(n):
         write_classic_study(tmp_path / f"s{k}" / "dicom", shape=(24, 64, 80))
         studies.append(str(tmp_path / f"s{k}" / "dicom"))
     out = tmp_path / "out"
@@ -237,7 +238,7 @@ def test_ctrl_c_writes_the_table_of_what_is_done(cohort: dict, tmp_path: Path) -
     assert "Traceback" not in stderr and "run the same command again" in stderr
     doc = json.loads((out / "cohort.json").read_text())
     done = [r["folder"] for r in doc["rows"]]
-    assert doc["interrupted"] is True and 1 <= len(done) < 4
+    assert doc["interrupted"] is True and 1 <= len(done) < n
     assert all(r["status"] == "ok" for r in doc["rows"])
     visible = [p for p in out.iterdir() if p.name.startswith("dicom-")]
     assert set(done) <= {p.name for p in visible}
