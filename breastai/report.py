@@ -73,7 +73,7 @@ from breastai.errors import (
     ParameterError,
 )
 from breastai.geometry import align_to_grid
-from breastai.io.atomic import atomic_file
+from breastai.io.atomic import atomic_write_text
 from breastai.io.sr import write_sr
 from breastai.kinetics import (
     CURVE_TOLERANCE_PCT,
@@ -106,6 +106,7 @@ __all__ = [
     "binary_mask",
     "farthest_pair",
     "measure_lesions",
+    "measure_mask_file",
     "merge_reports",
     "read_mask",
     "round_diameter_mm",
@@ -648,11 +649,6 @@ def _measure_one(
 # ------------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
 def write_report(
     report: LesionReport,
     out_dir: Path,
@@ -698,10 +694,80 @@ def write_report(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         doc = report.to_dict(weights=weights, extra=extra)
-        _atomic_write(targets[0], json.dumps(doc, indent=2, allow_nan=False) + "\n")
-        _atomic_write(targets[1], report.to_markdown(weights=weights))
+        atomic_write_text(targets[0], json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        atomic_write_text(targets[1], report.to_markdown(weights=weights))
     except OSError as exc:
         raise OutputError(
             f"Could not write the report to {str(out_dir)!r}: {exc.strerror or exc}."
         ) from None
     return targets
+
+
+def measure_mask_file(
+    mask: Path,
+    *,
+    study: Path | None = None,
+    breast_mask: Path | None = None,
+    min_volume_mm3: float | None = None,
+    label: int | None = None,
+    out_dir: Path | None = None,
+    sr: bool = False,
+    force: bool = False,
+) -> tuple[LesionReport, list[Path]]:
+    """``breastai tstage``: read a tumor mask (and optionally its study and breast mask), measure
+    its lesions and optionally write ``report.json``/``report.md`` (and ``report-sr.dcm``).
+
+    Parameters
+    ----------
+    mask:
+        Tumor mask file (NIfTI/NRRD/MHA or DICOM-SEG).
+    study:
+        DCE study folder, for per-lesion kinetics (and the SR's references).
+    breast_mask:
+        Breast mask file: laterality midline, skin/chest-wall flag.
+    min_volume_mm3:
+        Smallest lesion kept (default :data:`DEFAULT_MIN_VOLUME_MM3`).
+    label:
+        Lesion label of a label-map mask.
+    out_dir:
+        Write the report files here (nothing is written when None).
+    sr:
+        Also write ``report-sr.dcm``; needs ``out_dir`` and a DICOM ``study``.
+    force:
+        Replace existing report files.
+
+    Returns
+    -------
+    (LesionReport, list of Path)
+        The measurements (``source`` = ``mask``) and the files written.
+
+    Raises
+    ------
+    ParameterError
+        ``sr`` without ``out_dir`` or without a DICOM study.
+    InputError, OutputError
+        From reading the inputs and writing the files.
+    """
+    if sr and (out_dir is None or study is None):
+        raise ParameterError("--sr needs --out DIR and a DICOM --study STUDY_DIR.")
+    mask_img = read_mask(mask)
+    breast_img = read_mask(breast_mask) if breast_mask is not None else None
+    study_obj = None
+    if study is not None:
+        from breastai.io import load_study
+
+        study_obj = load_study(study)
+        if sr and study_obj.kind != "dicom":
+            raise ParameterError("--sr needs a DICOM study; this study was read from NIfTI files.")
+    result = measure_lesions(
+        mask_img,
+        study=study_obj,
+        breast_mask=breast_img,
+        min_volume_mm3=DEFAULT_MIN_VOLUME_MM3 if min_volume_mm3 is None else min_volume_mm3,
+        label=label,
+    )
+    result.source = str(mask)
+    written = write_report(result, out_dir, force=force) if out_dir is not None else []
+    if sr and out_dir is not None and study_obj is not None:
+        written.append(write_sr(result, study_obj, out_dir / "report-sr.dcm", force=force))
+    return result, written

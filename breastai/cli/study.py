@@ -259,33 +259,20 @@ def tstage(
     force: Annotated[bool, typer.Option("--force", help="Replace existing report files.")] = False,
 ) -> None:
     """Measure the lesions of a tumor mask: longest 3-D diameter, AJCC T category (size only)."""
-    from breastai import report as rpt
-    from breastai.errors import ParameterError
+    from breastai.report import measure_mask_file
 
-    if sr and (out is None or study is None):
-        raise ParameterError("--sr needs --out DIR and a DICOM --study STUDY_DIR.")
-    mask_img = rpt.read_mask(mask)
-    breast_img = rpt.read_mask(breast_mask) if breast_mask is not None else None
-    study_obj = None
-    if study is not None:
-        from breastai.io import load_study  # type: ignore[attr-defined]
-
-        study_obj = load_study(study)
-        if sr and study_obj.kind != "dicom":
-            raise ParameterError("--sr needs a DICOM study; this study was read from NIfTI files.")
-    result = rpt.measure_lesions(
-        mask_img,
-        study=study_obj,
-        breast_mask=breast_img,
-        min_volume_mm3=rpt.DEFAULT_MIN_VOLUME_MM3 if min_volume_mm3 is None else min_volume_mm3,
+    result, written = measure_mask_file(
+        mask,
+        study=study,
+        breast_mask=breast_mask,
+        min_volume_mm3=min_volume_mm3,
         label=label,
+        out_dir=out,
+        sr=sr,
+        force=force,
     )
-    result.source = str(mask)
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
-    written = rpt.write_report(result, out, force=force) if out is not None else []
-    if sr and out is not None and study_obj is not None:
-        written.append(rpt.write_sr(result, study_obj, out / "report-sr.dcm", force=force))
     if as_json:
         print_json(result.to_dict())
         return
