@@ -226,7 +226,15 @@ def test_ctrl_c_writes_the_table_of_what_is_done(cohort: dict, tmp_path: Path) -
         studies.append(str(tmp_path / f"s{k}" / "dicom"))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "breastai", "segment", *studies, *_cli_args(cohort, out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A test run earlier in the session may leave SIGINT ignored, and a child inherits that
+    # (Python then never raises KeyboardInterrupt): give the child the default disposition.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if any(p.is_dir() and p.name.startswith("dicom-") for p in out.glob("*")):
