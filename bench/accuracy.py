@@ -22,7 +22,7 @@ Usage (about 15 s per case and model pair on 2 CPU cores)::
     python bench/accuracy.py --cases 24 [--work DIR] [--weights NAME] [--breast-weights NAME]
         [--seed-base 900000] [--runtime auto|onnxruntime|openvino] [--precision fp32|bf16]
         [--sets indist,oof] [--oof-cases 8] [--oof-seed-base 700000]
-        [--candidate [LABEL=]DIR[:breast|:tumor] ...]
+        [--candidate [LABEL=]DIR[:breast|:tumor] ...] [--min-enhancement PCT[,PCT...]]
         [--json PATH]
 
 ``--seed-base 800000`` gives the second held-out set, the one to tune recipes on; report on
@@ -36,6 +36,9 @@ kinetics that no training recipe samples; seeds 700000+, layouts ge / siemens / 
 them) on the same studies in the same run, so old and new models are compared on identical
 inputs; the summary then has one row per set and model pair. ``--candidate new=DIR:breast``
 pairs DIR's breast model with the bundled tumor model (repeat ``--candidate`` for several).
+``--min-enhancement 0,10`` runs every model pair once per value of the enhancement rule
+(``breastai segment --min-enhancement``; labels ``PAIR@0``, ``PAIR@10``), default: the
+pipeline's default only.
 
 Prints a markdown report for bench/RESULTS.md. Research use only, not a medical device.
 """
@@ -43,6 +46,7 @@ Prints a markdown report for bench/RESULTS.md. Research use only, not a medical 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -255,6 +259,13 @@ def main() -> None:
     parser.add_argument(
         "--no-bundled", action="store_true", help="run only the candidates (not the bundled pair)"
     )
+    parser.add_argument(
+        "--min-enhancement",
+        default=None,
+        metavar="PCT[,PCT...]",
+        help="run every model pair once per value of the tumor enhancement rule (default: the "
+        "pipeline's default only)",
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="breastai-accuracy-"))
     common = {"device": "cpu", "force": True, "runtime": args.runtime, "precision": args.precision}
@@ -274,6 +285,17 @@ def main() -> None:
     if args.no_bundled and len(pairs) > 1:
         pairs = pairs[1:]
     models = {label: load_models(settings) for label, settings in pairs}
+    if args.min_enhancement is not None:
+        values = [float(v) for v in args.min_enhancement.split(",") if v.strip()]
+        for label, _ in list(pairs):
+            for v in values:
+                models[f"{label}@{v:g}"] = models[label]
+            del models[label]
+        pairs = [
+            (f"{label}@{v:g}", dataclasses.replace(settings, min_enhancement_pct=v))
+            for label, settings in pairs
+            for v in values
+        ]
     t0 = time.perf_counter()
     studies = _studies(args, work)
     print(f"# {len(studies)} studies ready ({time.perf_counter() - t0:.0f} s)", flush=True)

@@ -88,6 +88,7 @@ class PartMasks:
     windows: dict[str, Any]
     notes: list[str]
     side_labels: sitk.Image | None = None  # 1 right / 2 left, from a left/right breast model
+    non_enhancing: list[float] = field(default_factory=list)  # peak enhancement % of removed ones
 
 
 @dataclass
@@ -349,6 +350,8 @@ def build_outputs(
             "use_breast_mask": settings.use_breast_mask,
             "min_volume_mm3": settings.min_volume_mm3,
             "small_components_removed": sum(c.removed for c in comps),
+            "min_enhancement_pct": settings.min_enhancement_pct,
+            "non_enhancing_components_removed": sum(len(c.non_enhancing) for c in comps),
         },
         "windows": (
             comps[0].windows

@@ -14,7 +14,8 @@ Data flow (axis contract: :mod:`breastai.study`):
    evenly spread), each resampled onto one grid derived from P1 at the card's spacing, normalised,
    absent slots filled with P1 and masked; windows only over the breast bounding box (plus
    ``roi_margin_mm``) unless breast masking is off; probability back to P1's grid (linear),
-   thresholded, multiplied by the breast mask, small components removed;
+   thresholded, multiplied by the breast mask, small components removed, then components that do
+   not enhance over P0 (``min_enhancement_pct``) removed;
 4. outputs (:mod:`breastai.outputs`): lesions measured, report and manifest built in memory;
    with an ``out_dir`` they are written into a temporary folder beside ``OUT/<study>/`` and
    renamed into place, with ``out_dir=None`` they are returned (:class:`StudyOutputs`).
@@ -134,6 +135,40 @@ def _part_progress(progress: Progress | None, k: int, n: int) -> Progress | None
     return lambda stage, f: progress(stage, (k + f) / n)
 
 
+def _clean_tumor(
+    probability: sitk.Image,
+    threshold: float,
+    breast: sitk.Image,
+    part: Part,
+    settings: Settings,
+    notes: list[str],
+) -> tuple[sitk.Image, int, list[float]]:
+    """Tumor mask from the probability on the native grid (module docstring, step 3).
+
+    Returns the mask, the number of small components removed, and the peak enhancement (percent)
+    of each non-enhancing component removed (a note says so).
+    """
+    from breastai.postprocess import remove_non_enhancing, tumor_mask
+
+    tumor, removed = tumor_mask(
+        probability,
+        threshold,
+        breast=breast if settings.use_breast_mask else None,
+        min_volume_mm3=settings.min_volume_mm3,
+    )
+    phases = [p.image for p in part.study.phases]
+    tumor, dropped = remove_non_enhancing(tumor, phases, settings.min_enhancement_pct)
+    if dropped:
+        where = f" of the {part.side} stack" if part.side else ""
+        peaks = ", ".join(f"{v:.1f}" for v in sorted(dropped, reverse=True))
+        notes.append(
+            f"{len(dropped)} tumor component(s){where} did not enhance (peak enhancement {peaks} "
+            f"%, below {settings.min_enhancement_pct:g} %) and were removed; "
+            "--min-enhancement 0 keeps them."
+        )
+    return tumor, removed, dropped
+
+
 def _infer(
     part: Part,
     settings: Settings,
@@ -144,7 +179,7 @@ def _infer(
     """Breast and tumor models on one part; stage seconds are added to ``timings``."""
     from breastai.families import ModelInputs
     from breastai.inference import n_windows
-    from breastai.postprocess import bounding_box, breast_mask, tumor_mask
+    from breastai.postprocess import bounding_box, breast_mask
 
     ref = part.study.reference.image
     notes: list[str] = []
@@ -210,16 +245,13 @@ def _infer(
         if progress:
             progress("postprocess", 0.0)
         t_native = _image_like(masks["tumor"].astype(np.float32), ref)
-        tumor, removed = tumor_mask(
-            t_native,
-            0.5,
-            breast=breast if settings.use_breast_mask else None,
-            min_volume_mm3=settings.min_volume_mm3,
-        )
+        tumor, removed, non_enhancing = _clean_tumor(t_native, 0.5, breast, part, settings, notes)
         add_time("postprocess", t0)
         if progress:
             progress("postprocess", 1.0)
-        return PartMasks(breast, tumor, t_native, removed, windows, notes, side_labels)
+        return PartMasks(
+            breast, tumor, t_native, removed, windows, notes, side_labels, non_enhancing
+        )
 
     # tumor
     t0 = time.perf_counter()
@@ -259,16 +291,13 @@ def _infer(
     t0 = time.perf_counter()
     if progress:
         progress("postprocess", 0.0)
-    tumor, removed = tumor_mask(
-        t_native,
-        tcard.threshold,
-        breast=breast if settings.use_breast_mask else None,
-        min_volume_mm3=settings.min_volume_mm3,
+    tumor, removed, non_enhancing = _clean_tumor(
+        t_native, tcard.threshold, breast, part, settings, notes
     )
     add_time("postprocess", t0)
     if progress:
         progress("postprocess", 1.0)
-    return PartMasks(breast, tumor, t_native, removed, windows, notes, side_labels)
+    return PartMasks(breast, tumor, t_native, removed, windows, notes, side_labels, non_enhancing)
 
 
 # ------------------------------------------------------------------------------ orchestration

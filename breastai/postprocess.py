@@ -19,6 +19,11 @@ Rules (documented in docs/outputs.md):
   turned off (``--no-breast-mask``); then 26-connected components smaller than
   ``min_volume_mm3`` (default :data:`DEFAULT_MIN_VOLUME_MM3`, the lesion report's own minimum) are
   removed.
+* Enhancement rule (:func:`remove_non_enhancing`): a tumor component whose mean signal rises by
+  less than ``min_enhancement_pct`` (default :data:`DEFAULT_MIN_ENHANCEMENT_PCT`) over the
+  pre-contrast phase in every post-contrast phase is removed: a lesion of a DCE study enhances, and
+  a component that does not is bright tissue read as enhancement (fat of a study without fat
+  suppression, for one). 0 turns the rule off; a single-phase study is left as it is.
 """
 
 # SimpleITK's bindings are untyped (no stubs); calling them is fine here.
@@ -26,15 +31,17 @@ Rules (documented in docs/outputs.md):
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
 from breastai.errors import ParameterError
-from breastai.geometry import same_grid
+from breastai.geometry import resample_to_reference, same_grid
 
 __all__ = [
+    "DEFAULT_MIN_ENHANCEMENT_PCT",
     "DEFAULT_MIN_VOLUME_MM3",
     "MAX_SLICE_HOLE_MM2",
     "MIN_SIDE_FRACTION",
@@ -44,6 +51,7 @@ __all__ = [
     "fill_holes",
     "largest_component",
     "largest_component_per_side",
+    "remove_non_enhancing",
     "remove_small_components",
     "tumor_mask",
 ]
@@ -53,6 +61,11 @@ log = logging.getLogger(__name__)
 #: Smallest tumor component kept (mm³): the same default as the lesion report
 #: (breastai.report.DEFAULT_MIN_VOLUME_MM3): a sphere of 2.7 mm diameter.
 DEFAULT_MIN_VOLUME_MM3 = 10.0
+
+#: A tumor component is kept only if its mean signal rises at least this much (percent of the
+#: pre-contrast mean) in some post-contrast phase. Lesions of the held-out sets rise 20-350 %;
+#: non-enhancing tissue read as a lesion rises 0-3 % (bench/RESULTS.md, issue 17).
+DEFAULT_MIN_ENHANCEMENT_PCT = 10.0
 
 #: A side's largest breast component is kept only if it has at least this fraction of the volume
 #: of the largest component overall.
@@ -262,6 +275,72 @@ def remove_small_components(
     if small.size:
         arr = arr & ~np.isin(labels, small)
     return _like(arr.astype(np.uint8), mask), int(small.size)
+
+
+def remove_non_enhancing(
+    mask: sitk.Image,
+    phases: Sequence[sitk.Image],
+    min_enhancement_pct: float = DEFAULT_MIN_ENHANCEMENT_PCT,
+) -> tuple[sitk.Image, list[float]]:
+    """Drop 26-connected components of ``mask`` that do not enhance.
+
+    A component's enhancement is ``100 * (S_k - S_0) / S_0`` for the mean signal ``S_k`` of its
+    voxels in phase ``k``; it is kept when the highest enhancement over the post-contrast phases
+    (``k >= 1``) is at least ``min_enhancement_pct``, or when its pre-contrast mean is not
+    positive (no enhancement can be measured).
+
+    Parameters
+    ----------
+    mask:
+        Tumor mask (0/1).
+    phases:
+        The study's phases in acquisition order, phase 0 pre-contrast. A phase on another grid
+        than ``mask`` is resampled onto it (linear).
+    min_enhancement_pct:
+        Smallest peak enhancement kept (percent); 0 keeps every component.
+
+    Returns
+    -------
+    (SimpleITK.Image, list[float])
+        The cleaned uint8 mask, and the peak enhancement (percent) of each removed component.
+
+    Raises
+    ------
+    ParameterError
+        ``min_enhancement_pct`` is negative or not finite.
+    """
+    if not np.isfinite(min_enhancement_pct) or min_enhancement_pct < 0:
+        raise ParameterError(
+            f"min_enhancement_pct must be a number >= 0, got {min_enhancement_pct!r}."
+        )
+    arr = _array(mask) > 0
+    if min_enhancement_pct == 0 or len(phases) < 2 or not arr.any():
+        return _like(arr.astype(np.uint8), mask), []
+    labels, n = ndimage.label(arr, structure=_STRUCTURE_26)
+    sel = np.flatnonzero(labels)
+    lab = labels.ravel()[sel]
+    counts = np.bincount(lab, minlength=n + 1).astype(np.float64)
+    counts[0] = 1.0
+    means = []
+    for phase in phases:
+        img = phase
+        if not same_grid(img, mask):
+            img = resample_to_reference(img, mask, interpolator="linear", extrapolate=False)
+        vals = sitk.GetArrayViewFromImage(img).ravel()[sel].astype(np.float64)
+        means.append(np.bincount(lab, weights=vals, minlength=n + 1) / counts)
+    s0 = means[0]
+    post = np.max(np.stack(means[1:]), axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        peak = np.where(s0 > 0, 100.0 * (post - s0) / np.where(s0 > 0, s0, 1.0), np.inf)
+    drop = np.flatnonzero(peak[1:] < min_enhancement_pct) + 1
+    if drop.size:
+        arr &= ~np.isin(labels, drop)
+        log.info(
+            "removed %d non-enhancing tumor component(s) (peak enhancement < %g %%)",
+            drop.size,
+            min_enhancement_pct,
+        )
+    return _like(arr.astype(np.uint8), mask), [float(peak[i]) for i in drop]
 
 
 def tumor_mask(

@@ -7,6 +7,7 @@ Re-exported by :mod:`breastai.pipeline`; a module of its own so that model loadi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,6 +60,10 @@ class Settings:
         Phase times in seconds, overriding the DICOM clocks (and giving NIfTI phases times).
     min_volume_mm3:
         Smallest tumor component kept.
+    min_enhancement_pct:
+        A tumor component is kept only if its mean signal rises at least this much (percent of the
+        pre-contrast mean) in some post-contrast phase
+        (:func:`breastai.postprocess.remove_non_enhancing`); 0 turns the rule off.
     roi_margin_mm:
         Margin around the breast bounding box for the tumor windows.
     write_seg, write_preview:
@@ -86,6 +91,7 @@ class Settings:
     study_uid: str | None = None
     times: tuple[float, ...] | None = None
     min_volume_mm3: float = 10.0
+    min_enhancement_pct: float = 10.0
     roi_margin_mm: float = 8.0
     write_seg: bool = True
     write_preview: bool = True
@@ -102,6 +108,10 @@ class Settings:
             raise ParameterError(f"batch size must be >= 1, got {self.batch_size}.")
         if self.min_volume_mm3 < 0 or self.roi_margin_mm < 0:
             raise ParameterError("min_volume_mm3 and roi_margin_mm must be >= 0.")
+        if not math.isfinite(self.min_enhancement_pct) or self.min_enhancement_pct < 0:
+            raise ParameterError(
+                f"min_enhancement_pct must be a number >= 0, got {self.min_enhancement_pct!r}."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

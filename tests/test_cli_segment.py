@@ -128,3 +128,24 @@ def test_missing_weights_name_is_exit_1(setup, tmp_path: Path) -> None:
     )
     assert res.exit_code == 1
     assert "no-such-model" in res.stderr and "Traceback" not in res.output
+
+
+def test_min_enhancement_option_reaches_the_run(setup, tmp_path: Path) -> None:
+    import typer
+
+    from breastai.cohort import study_folder_name
+    from breastai.postprocess import DEFAULT_MIN_ENHANCEMENT_PCT
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["segment"].params}
+    assert params["min_enhancement"].default == DEFAULT_MIN_ENHANCEMENT_PCT
+    study = str(setup["root"] / "caseA")
+    args = ["segment", study, *_args(setup, tmp_path), "--no-breast-mask", "--json"]
+    res = runner.invoke(app, [*args, "--min-enhancement", "1000"])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((tmp_path / study_folder_name(study) / "manifest.json").read_text())
+    assert manifest["settings"]["min_enhancement_pct"] == 1000.0
+    # the lesion (+650 %) is removed, the "heart" (+1400 %) stays
+    assert manifest["postprocess"]["non_enhancing_components_removed"] == 1
+    assert json.loads(res.output)["results"][0]["lesion_count"] == 1
+    bad = runner.invoke(app, [*args, "--min-enhancement", "-5"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output

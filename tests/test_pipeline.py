@@ -15,6 +15,7 @@ from breastai import RESEARCH_NOTICE
 from breastai.errors import InputError, OutputError, OutputExistsError, ParameterError
 from breastai.inference import OPENVINO_CPU, openvino_available, openvino_bf16_available
 from breastai.pipeline import STAGES, Settings, segment_studies, segment_study
+from breastai.postprocess import DEFAULT_MIN_ENHANCEMENT_PCT
 from breastai.study import Phase, Study
 
 
@@ -166,6 +167,32 @@ def test_no_breast_mask_keeps_the_heart(models, dicom_study, tmp_path: Path) -> 
     assert "seg.dcm" not in res.files
 
 
+def test_components_that_do_not_enhance_enough_are_removed(
+    models, dicom_study, tmp_path: Path
+) -> None:
+    # The study's lesion rises 200 -> 1500 (+650 %), its "heart" 100 -> 1500 (+1400 %); the tiny
+    # tumor model finds both without the breast mask. A rule above the lesion's enhancement and
+    # below the heart's keeps only the heart: the rule reads each component's own signal.
+    folder, info = dicom_study
+    kw = {"use_breast_mask": False, "write_seg": False, "write_preview": False}
+    keep = segment_study(folder, settings=_settings(models, tmp_path, **kw))
+    cut = segment_study(
+        folder, settings=_settings(models, tmp_path, min_enhancement_pct=1000.0, **kw)
+    )
+    kept = sitk.GetArrayFromImage(keep.masks["tumor"]) > 0
+    left = sitk.GetArrayFromImage(cut.masks["tumor"]) > 0
+    assert kept[info["lesion"]].mean() > 0.5 and kept[info["heart"]].mean() > 0.5
+    assert not left[info["lesion"]].any() and left[info["heart"]].mean() > 0.5
+    assert not (left & ~kept).any()
+    assert keep.report["lesion_count"] == 2 and cut.report["lesion_count"] == 1
+    post = cut.manifest["postprocess"]
+    assert post["min_enhancement_pct"] == 1000.0 and post["non_enhancing_components_removed"] == 1
+    assert keep.manifest["postprocess"]["non_enhancing_components_removed"] == 0
+    assert keep.manifest["postprocess"]["min_enhancement_pct"] == DEFAULT_MIN_ENHANCEMENT_PCT
+    (note,) = [n for n in cut.manifest["notes"] if "did not enhance" in n]
+    assert "1 tumor component(s)" in note and "below 1000 %" in note
+
+
 def test_batch_failure_does_not_stop_others(models, dicom_study, tmp_path: Path) -> None:
     folder, _ = dicom_study
     empty = tmp_path / "empty"
@@ -227,6 +254,10 @@ def test_settings_validation() -> None:
     with pytest.raises(ParameterError):
         Settings(batch_size=0)
     assert Settings().to_dict()["use_breast_mask"] is True
+    assert Settings().min_enhancement_pct == DEFAULT_MIN_ENHANCEMENT_PCT
+    for pct in (-1.0, float("nan")):
+        with pytest.raises(ParameterError, match="min_enhancement_pct"):
+            Settings(min_enhancement_pct=pct)
     bad: list[dict[str, str]] = [
         {"runtime": "ort"},
         {"precision": "fp16"},

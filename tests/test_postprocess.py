@@ -14,6 +14,7 @@ from breastai.postprocess import (
     fill_holes,
     largest_component,
     largest_component_per_side,
+    remove_non_enhancing,
     remove_small_components,
     tumor_mask,
 )
@@ -149,6 +150,68 @@ def test_tumor_mask_multiplies_by_breast_exactly() -> None:
     assert sitk.GetArrayFromImage(free)[10, 15, 50] == 1
     cleaned, n = tumor_mask(p, 0.5, breast=None, min_volume_mm3=10)
     assert n == 1 and sitk.GetArrayFromImage(cleaned)[10, 15, 50] == 0
+
+
+def _dce(shape, regions, n_phases=4, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0)):
+    """Phases where each (mask, pre, rises) region has signal ``pre * (1 + rise_k)``."""
+    phases = []
+    for k in range(n_phases):
+        a = np.full(shape, 50.0, np.float32)
+        for m, pre, rises in regions:
+            a[m] = pre * (1.0 + (0.0 if k == 0 else rises[k - 1]))
+        phases.append(_img(a, spacing=spacing, origin=origin))
+    return phases
+
+
+def test_remove_non_enhancing_keeps_lesions_that_enhance() -> None:
+    shape = (16, 24, 40)
+    lesion = _ball(shape, (8, 12, 8), 4)  # washes in to +60 %, then out
+    slow = _ball(shape, (8, 12, 20), 3)  # +12 % only in the last phase
+    fat = _ball(shape, (8, 12, 32), 4)  # bright, +2 % (noise-level drift)
+    regions = [(lesion, 300.0, (0.6, 0.5, 0.3)), (slow, 200.0, (0.02, 0.05, 0.12)),
+               (fat, 900.0, (0.01, 0.02, 0.02))]  # fmt: skip
+    phases = _dce(shape, regions)
+    mask = _img((lesion | slow | fat).astype(np.uint8))
+    out, dropped = remove_non_enhancing(mask, phases, 10.0)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(out), (lesion | slow).astype(np.uint8))
+    assert dropped == pytest.approx([2.0])
+    # a higher threshold drops the slow one too; its peak is its last phase (+12 %)
+    out, dropped = remove_non_enhancing(mask, phases, 15.0)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(out), lesion.astype(np.uint8))
+    assert sorted(dropped) == pytest.approx([2.0, 12.0])
+    # 0 turns the rule off; a single phase cannot show enhancement: nothing is removed
+    for args in ((phases, 0.0), (phases[:1], 10.0)):
+        out, dropped = remove_non_enhancing(mask, *args)
+        assert dropped == [] and sitk.GetArrayFromImage(out).sum() == (lesion | slow | fat).sum()
+    with pytest.raises(ParameterError, match="min_enhancement_pct"):
+        remove_non_enhancing(mask, phases, -1.0)
+    with pytest.raises(ParameterError, match="min_enhancement_pct"):
+        remove_non_enhancing(mask, phases, float("nan"))
+
+
+def test_remove_non_enhancing_reads_phases_on_another_grid() -> None:
+    # the mask on a 1 mm grid, the phases on a 2 mm grid covering the same box: the phases are
+    # resampled onto the mask's grid, so the same component is judged by the same tissue
+    shape = (16, 24, 40)
+    coarse = (8, 12, 20)
+    lesion_c = _ball(coarse, (4, 6, 5), 3)
+    fat_c = _ball(coarse, (4, 6, 15), 3)
+    phases = _dce(coarse, [(lesion_c, 300.0, (0.8, 0.6)), (fat_c, 900.0, (0.0, 0.01))], 3,
+                  spacing=(2.0, 2.0, 2.0), origin=(0.5, 0.5, 0.5))  # fmt: skip
+    lesion = _ball(shape, (8, 12, 10), 3)
+    fat = _ball(shape, (8, 12, 30), 3)
+    out, dropped = remove_non_enhancing(_img((lesion | fat).astype(np.uint8)), phases, 10.0)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(out), lesion.astype(np.uint8))
+    assert len(dropped) == 1 and dropped[0] < 2.0
+
+
+def test_remove_non_enhancing_keeps_what_it_cannot_measure() -> None:
+    # pre-contrast mean 0 (e.g. a subtraction-like input): no enhancement can be measured
+    shape = (8, 8, 8)
+    m = _ball(shape, (4, 4, 4), 2)
+    phases = _dce(shape, [(m, 0.0, (0.0,))], 2)
+    out, dropped = remove_non_enhancing(_img(m.astype(np.uint8)), phases, 10.0)
+    assert dropped == [] and sitk.GetArrayFromImage(out).sum() == m.sum()
 
 
 def test_bounding_box_on_another_grid() -> None:

@@ -161,6 +161,16 @@ def segment(
         bool,
         typer.Option("--no-breast-mask", help="Do not restrict the tumor mask to the breast mask."),
     ] = False,
+    min_enhancement: Annotated[
+        float,
+        typer.Option(
+            "--min-enhancement",
+            min=0,
+            metavar="PCT",
+            help="Remove tumor components whose mean signal rises less than PCT % over the "
+            "pre-contrast phase in every post-contrast phase (0: keep them).",
+        ),
+    ] = 10.0,
     save_probabilities: Annotated[
         bool,
         typer.Option("--save-probabilities", help="Also write tumor_probability.nii.gz."),
@@ -231,6 +241,7 @@ def segment(
         weights_file=weights_file,
         blend=blend.value if blend is not None else None,
         use_breast_mask=not no_breast_mask,
+        min_enhancement_pct=min_enhancement,
         save_probabilities=save_probabilities,
         force=force,
         threads=threads,
