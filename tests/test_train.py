@@ -315,8 +315,44 @@ def test_randomised_recipe_plan() -> None:
     assert phantom.tumor.augment == phantom.breast.augment == "none"
     assert plan.breast.val_cases == phantom.breast.val_cases + 2
     assert plan.tumor.val_cases == phantom.tumor.val_cases + 2
+    # "demo" (the default, the bundled pair): breast as "randomised", tumor as "phantom"
+    demo = demo_plan(0)
+    assert demo.recipe == "demo" and demo.breast == plan.breast and demo.tumor == phantom.tumor
+    assert demo.randomised_train == plan.randomised_train
+    assert demo.randomised_val == plan.randomised_val
     with pytest.raises(ParameterError, match="recipe"):
         demo_plan(0, recipe="magic")
+
+
+def test_demo_recipe_trains_the_tumor_model_on_phantom_cases_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # which cases reach each model's training (the training itself is the smoke test's)
+    import breastai.training.demo_weights as dw
+
+    seen: dict[str, list[str]] = {"breast": [], "tumor": []}
+    real_prepare = dw._prepare
+
+    def spy(specs, plan, tasks=("breast", "tumor")):  # type: ignore[no-untyped-def]
+        for t in tasks:
+            seen[t] += ["r" if c.get("randomised") else "p" for c in specs]
+        return real_prepare(specs, plan, tasks)
+
+    stop = RuntimeError("stop before training")
+
+    def no_train(*a, **k):  # type: ignore[no-untyped-def]
+        raise stop
+
+    monkeypatch.setattr(dw, "_prepare", spy)
+    monkeypatch.setattr(dw, "train", no_train)
+    for recipe, breast_r, tumor_r in (("demo", True, False), ("randomised", True, True)):
+        seen = {"breast": [], "tumor": []}
+        with pytest.raises(RuntimeError, match="stop before"):
+            dw.build_demo_weights(tmp_path / recipe, smoke=True, recipe=recipe)
+        assert ("r" in seen["breast"]) is breast_r and ("r" in seen["tumor"]) is tumor_r
+        assert "p" in seen["breast"] and "p" in seen["tumor"]
+    assert dw.training_data("demo", "breast") == dw.TRAINING_DATA["randomised"]
+    assert dw.training_data("demo", "tumor") == dw.TRAINING_DATA["phantom"]
 
 
 def test_augment_option_is_checked_and_stored(tmp_path: Path, dataset: Path) -> None:

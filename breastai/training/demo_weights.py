@@ -13,15 +13,17 @@ breast U-Net (4 mm grid) and a small seed-architecture tumor network (2 mm grid,
 (``demo-breast.onnx``, ``demo-tumor.onnx``) and writes their sha256, patch, stride, spacing and
 threshold into the repository's weights.toml (``breastai.weights.update_bundled_entry``).
 
-With ``--recipe randomised`` (the default) it adds domain-randomised phantoms
+With ``--recipe randomised`` it adds domain-randomised phantoms
 (:mod:`breastai.phantom.randomise`: random anatomy, acquisition, field of view and per-tissue
 appearance) and augments every patch (:mod:`breastai.training.augment`); ``--recipe phantom`` is the
-earlier recipe (presets only, left-right flips).
+earlier recipe (presets only, left-right flips); ``--recipe demo`` (the default, the recipe of the
+bundled weights) trains the breast model as "randomised" and the tumor model as "phantom", the pair
+that did best on the held-out sets of issue 17 (bench/RESULTS.md).
 
-It is sized for a 2-core CPU (about 60 minutes for "phantom", 80 for "randomised"); each training
-stage also has a wall-clock budget so a busy machine cannot stretch it much further (a stage cut
-short says so in the log). ``--install-from DIR`` installs the models of a finished ``--out DIR``
-run as the bundled ones (copies the ONNX files, writes their weights.toml entries).
+It is sized for a 2-core CPU (about 60 minutes for "phantom", 80 for "randomised" and "demo"); each
+training stage also has a wall-clock budget so a busy machine cannot stretch it much further (a
+stage cut short says so in the log). ``--install-from DIR`` installs the models of a finished
+``--out DIR`` run as the bundled ones (copies the ONNX files, writes their weights.toml entries).
 ``--smoke`` runs the same code on 2 small cases with a few steps (< 60 s) and touches no
 weights.toml unless ``--weights-toml`` is given.
 """
@@ -54,6 +56,7 @@ from breastai.training.train import (
 __all__ = [
     "BREAST_BUDGET_S",
     "DEMO_SEED_BASE",
+    "RANDOMISED_TASKS",
     "RECIPES",
     "TUMOR_BUDGET_S",
     "DemoPlan",
@@ -62,6 +65,7 @@ __all__ = [
     "demo_plan",
     "install_demo_weights",
     "main",
+    "training_data",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,15 +75,25 @@ DEMO_SEED_BASE = 100_000
 #: Default wall-clock budgets (seconds) of the breast and tumor training stages.
 BREAST_BUDGET_S = 900.0
 TUMOR_BUDGET_S = 2400.0
-#: Training recipes: "phantom" (phantom presets as they are, left-right flips) and "randomised"
+#: Training recipes: "phantom" (phantom presets as they are, left-right flips), "randomised"
 #: (the same cases plus domain-randomised phantoms, breastai.phantom.randomise, and geometric and
-#: intensity augmentation of every patch, breastai.training.augment).
-RECIPES = ("phantom", "randomised")
-DEFAULT_RECIPE = "randomised"
+#: intensity augmentation of every patch, breastai.training.augment) and "demo", the recipe of the
+#: bundled demo weights: the breast model as "randomised", the tumor model as "phantom". On the
+#: held-out sets of issue 17 that pair did best (bench/RESULTS.md): the randomised tumor model
+#: lost lesions and gave more false positives than the phantom one with the pipeline's
+#: enhancement rule (breastai.postprocess.remove_non_enhancing).
+RECIPES = ("phantom", "randomised", "demo")
+DEFAULT_RECIPE = "demo"
+#: The tasks each recipe trains on domain-randomised phantoms with augmentation.
+RANDOMISED_TASKS: dict[str, tuple[str, ...]] = {
+    "phantom": (),
+    "randomised": ("breast", "tumor"),
+    "demo": ("breast",),
+}
 #: Default budgets (seconds) of the "randomised" recipe: more data and augmentation need more steps.
 RANDOMISED_BREAST_BUDGET_S = 1700.0
 RANDOMISED_TUMOR_BUDGET_S = 2400.0
-#: weights.toml ``training_data`` of each recipe's models.
+#: weights.toml ``training_data`` of a model trained without / with domain randomisation.
 TRAINING_DATA = {
     "phantom": "synthetic breast DCE-MRI phantoms only (breastai.phantom); not for clinical use",
     "randomised": (
@@ -87,6 +101,12 @@ TRAINING_DATA = {
         "breastai.phantom.randomise); not for clinical use"
     ),
 }
+
+
+def training_data(recipe: str, task: str) -> str:
+    """The weights.toml ``training_data`` text of ``task``'s model from ``recipe``."""
+    return TRAINING_DATA["randomised" if task in RANDOMISED_TASKS[recipe] else "phantom"]
+
 # Domain-randomised phantoms of the "randomised" recipe (seeds first + 300 + i / first + 600 + i).
 _RANDOMISED_TRAIN = 40
 _RANDOMISED_VAL = 2
@@ -230,7 +250,8 @@ def demo_plan(
 
     if recipe not in RECIPES:
         raise ParameterError(f"recipe must be one of {RECIPES}, got {recipe!r}.")
-    augment = "dr" if recipe == "randomised" else "none"
+    randomised_tasks = RANDOMISED_TASKS[recipe]
+    augment = {t: "dr" if t in randomised_tasks else "none" for t in ("breast", "tumor")}
     presets = list(PRESETS)
     first = DEMO_SEED_BASE + 1000 * seed
     tumor_net = {
@@ -248,14 +269,9 @@ def demo_plan(
         train_specs = _case_specs(1, first, ["default"], small)
         val_specs = _case_specs(1, first + 500, ["multifocal"], small)
         rand = []
-        if recipe == "randomised":
+        if randomised_tasks:
             rand = [{**train_specs[0], "seed": first + 300, "randomised": True}]
-        steps: dict[str, Any] = {
-            "epochs": 1,
-            "iters_per_epoch": 2,
-            "val_every": 1,
-            "augment": augment,
-        }
+        steps: dict[str, Any] = {"epochs": 1, "iters_per_epoch": 2, "val_every": 1}
         tumor = default_options(
             "tumor",
             network=tumor_net,
@@ -264,6 +280,7 @@ def demo_plan(
             stride_zyx=(16, 48, 48),
             seed=seed,
             val_cases=1,
+            augment=augment["tumor"],
             **steps,
         )
         breast = default_options(
@@ -274,6 +291,7 @@ def demo_plan(
             stride_zyx=(16, 32, 32),
             seed=seed,
             val_cases=1,
+            augment=augment["breast"],
             **steps,
         )
         return DemoPlan(train_specs, val_specs, breast, tumor, randomised_train=rand, recipe=recipe)
@@ -298,7 +316,7 @@ def demo_plan(
     )
     randomised_train: list[dict[str, Any]] = []
     randomised_val: list[dict[str, Any]] = []
-    if recipe == "randomised":  # grid, orientation and everything else drawn per case
+    if randomised_tasks:  # grid, orientation and everything else drawn per case
         randomised_train = [
             {"seed": first + 300 + i, "preset": "randomised", "randomised": True}
             for i in range(_RANDOMISED_TRAIN)
@@ -323,7 +341,7 @@ def demo_plan(
             "lr": 2e-3,
             "lr_step_epochs": 30,
             "batch_size": 4,
-            "val_cases": len(val_specs) + len(randomised_val),
+            "val_cases": len(val_specs) + ("tumor" in randomised_tasks) * len(randomised_val),
             "foreground_fraction": 0.9,
             "time_budget_s": tumor_budget_s,
         },
@@ -337,14 +355,18 @@ def demo_plan(
             "lr": 3e-3,
             "lr_step_epochs": 8,
             "batch_size": 2,
-            "val_cases": len(val_specs) + len(breast_extra_val) + len(randomised_val),
+            "val_cases": len(val_specs)
+            + len(breast_extra_val)
+            + ("breast" in randomised_tasks) * len(randomised_val),
             "foreground_fraction": 0.5,
             "bce_weight": 1.0,  # Dice + BCE converges faster than Dice alone in a short run
             "time_budget_s": breast_budget_s,
         },
     }
     tumor, breast = (
-        default_options(task, val_every=4, seed=seed, threads=2, augment=augment, **stages[task])
+        default_options(
+            task, val_every=4, seed=seed, threads=2, augment=augment[task], **stages[task]
+        )
         for task in ("tumor", "breast")
     )
     return DemoPlan(
@@ -487,11 +509,13 @@ def build_demo_weights(
     tasks = ("breast", "tumor") if only is None else (only,)
     if resume and work_dir is None:
         raise ParameterError("resume needs the work folder of the run to continue (--work DIR).")
-    randomised = recipe == "randomised"
+    if recipe not in RECIPES:
+        raise ParameterError(f"recipe must be one of {RECIPES}, got {recipe!r}.")
+    randomised = RANDOMISED_TASKS[recipe]
     if breast_budget_s is None:
-        breast_budget_s = RANDOMISED_BREAST_BUDGET_S if randomised else BREAST_BUDGET_S
+        breast_budget_s = RANDOMISED_BREAST_BUDGET_S if "breast" in randomised else BREAST_BUDGET_S
     if tumor_budget_s is None:
-        tumor_budget_s = RANDOMISED_TUMOR_BUDGET_S if randomised else TUMOR_BUDGET_S
+        tumor_budget_s = RANDOMISED_TUMOR_BUDGET_S if "tumor" in randomised else TUMOR_BUDGET_S
     t0 = time.perf_counter()
     plan = demo_plan(
         seed,
@@ -523,14 +547,15 @@ def build_demo_weights(
             va_breast += _prepare(plan.breast_extra_val, plan, ("breast",))[0]
         if "tumor" in tasks:
             tr_tumor += _prepare(plan.tumor_extra_train, plan, ("tumor",))[1]
-        if plan.randomised_train:
+        rtasks = [t for t in tasks if t in randomised]
+        if plan.randomised_train and rtasks:
             log.info(
                 "Generating %d + %d domain-randomised phantoms",
                 len(plan.randomised_train),
                 len(plan.randomised_val),
             )
-            rb, rt = _prepare(plan.randomised_train, plan, tasks)
-            vb, vt = _prepare(plan.randomised_val, plan, tasks)
+            rb, rt = _prepare(plan.randomised_train, plan, rtasks)
+            vb, vt = _prepare(plan.randomised_val, plan, rtasks)
             tr_breast, tr_tumor = tr_breast + rb, tr_tumor + rt
             va_breast, va_tumor = va_breast + vb, va_tumor + vt
         log.info("Data ready after %.0f s", time.perf_counter() - t0)
@@ -574,7 +599,7 @@ def build_demo_weights(
                 name=name,
                 force=True,
                 demo=True,
-                training_data=TRAINING_DATA.get(recipe, ""),
+                training_data=training_data(recipe, task),
             )
             results[task] = (exported, res)
             if out_dir.resolve() != _package_models_dir():
@@ -605,7 +630,7 @@ def build_demo_weights(
                     spacing_zyx=card.spacing_zyx,
                     threshold=card.threshold,
                     blending=card.blending,
-                    training_data=TRAINING_DATA[recipe],
+                    training_data=training_data(recipe, task),
                 )
             log.info("Updated %s", toml_path)
         b, t = results.get("breast"), results.get("tumor")
@@ -710,7 +735,7 @@ def install_demo_weights(
             spacing_zyx=tuple(card["spacing_zyx"]),
             threshold=card.get("threshold", 0.5),
             blending=card.get("blending", Blend.GAUSSIAN),
-            training_data=TRAINING_DATA[recipe],
+            training_data=training_data(recipe, task),
         )
         installed.append(target)
     return installed
@@ -742,7 +767,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--recipe",
         choices=RECIPES,
         default=DEFAULT_RECIPE,
-        help="phantom: presets only; randomised: plus domain-randomised phantoms and augmentation",
+        help="phantom: presets only; randomised: plus domain-randomised phantoms and "
+        "augmentation; demo (default): the breast model as randomised, the tumor model as phantom",
     )
     parser.add_argument(
         "--install-from",
