@@ -17,7 +17,7 @@ volume counts lesion voxels whose own enhancement at the first post-contrast pha
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "Kinetics",
     "add_kinetics",
     "early_window",
+    "label_voxel_signals",
     "rounded",
     "rounded_list",
 ]
@@ -117,20 +118,20 @@ def add_kinetics(
     lab_img = align_to_grid(
         lab_img, ref, what="tumor mask", onto="study's reference phase", warnings=warnings
     )
-    lab_all = sitk.GetArrayFromImage(lab_img).ravel()
-    sel = np.flatnonzero(lab_all)  # lesion voxels only: the rest of the volume is never read
-    lab = lab_all[sel]
+
+    def resampled(k: int) -> None:
+        msg = f"Phase {study.phases[k].index} was resampled onto the reference phase grid (linear)."
+        warnings.append(msg)
+        log.warning(msg)
+
+    lab, signals = label_voxel_signals(
+        sitk.GetArrayViewFromImage(lab_img),
+        ref,
+        [phase.image for phase in study.phases],
+        on_resample=resampled,
+    )
     n = len(lesions)
     counts = np.bincount(lab, minlength=n + 1)[: n + 1]
-    signals = []
-    for phase in study.phases:
-        img = phase.image
-        if not same_grid(img, ref):
-            img = resample_to_reference(img, ref, interpolator="linear", extrapolate=False)
-            msg = f"Phase {phase.index} was resampled onto the reference phase grid (linear)."
-            warnings.append(msg)
-            log.warning(msg)
-        signals.append(sitk.GetArrayViewFromImage(img).ravel()[sel].astype(np.float64))
     sums = np.stack([np.bincount(lab, weights=s, minlength=n + 1)[: n + 1] for s in signals])
     s0, s1 = signals[0], signals[1]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -148,6 +149,43 @@ def add_kinetics(
             continue
         mean = sums[:, les.index] / c
         les.kinetics = _curve(mean, times, early, float(ftv_counts[les.index]) * ref_voxel_ml, c)
+
+
+def label_voxel_signals(
+    labels: NDArray[np.integer[Any]],
+    grid: sitk.Image,
+    phases: Sequence[sitk.Image],
+    *,
+    on_resample: Callable[[int], None] | None = None,
+) -> tuple[NDArray[np.intp], list[FloatArray]]:
+    """The label of every labelled voxel and each phase's signal there.
+
+    Parameters
+    ----------
+    labels:
+        Label array (0 = background) on ``grid``.
+    grid:
+        The image whose grid ``labels`` lies on.
+    phases:
+        Phase images; one on another grid is resampled onto ``grid`` (linear, 0 outside) and
+        ``on_resample(k)`` is called with its position ``k``.
+
+    Returns
+    -------
+    (ndarray, list of ndarray)
+        The labels of the labelled voxels (in array order), and per phase the signals of the same
+        voxels as float64. Only those voxels of each phase are read.
+    """
+    flat = np.asarray(labels).ravel()
+    sel = np.flatnonzero(flat)
+    signals = []
+    for k, img in enumerate(phases):
+        if not same_grid(img, grid):
+            img = resample_to_reference(img, grid, interpolator="linear", extrapolate=False)
+            if on_resample is not None:
+                on_resample(k)
+        signals.append(sitk.GetArrayViewFromImage(img).ravel()[sel].astype(np.float64))
+    return flat[sel].astype(np.intp), signals
 
 
 def early_window(times: Sequence[float | None]) -> list[int]:

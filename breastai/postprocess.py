@@ -38,7 +38,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from breastai.errors import ParameterError
-from breastai.geometry import resample_to_reference, same_grid
+from breastai.geometry import same_grid
+from breastai.kinetics import label_voxel_signals
 
 __all__ = [
     "DEFAULT_MIN_ENHANCEMENT_PCT",
@@ -317,17 +318,9 @@ def remove_non_enhancing(
     if min_enhancement_pct == 0 or len(phases) < 2 or not arr.any():
         return _like(arr.astype(np.uint8), mask), []
     labels, n = ndimage.label(arr, structure=_STRUCTURE_26)
-    sel = np.flatnonzero(labels)
-    lab = labels.ravel()[sel]
-    counts = np.bincount(lab, minlength=n + 1).astype(np.float64)
-    counts[0] = 1.0
-    means = []
-    for phase in phases:
-        img = phase
-        if not same_grid(img, mask):
-            img = resample_to_reference(img, mask, interpolator="linear", extrapolate=False)
-        vals = sitk.GetArrayViewFromImage(img).ravel()[sel].astype(np.float64)
-        means.append(np.bincount(lab, weights=vals, minlength=n + 1) / counts)
+    lab, signals = label_voxel_signals(labels, mask, phases)
+    counts = np.maximum(np.bincount(lab, minlength=n + 1), 1)
+    means = [np.bincount(lab, weights=v, minlength=n + 1) / counts for v in signals]
     s0 = means[0]
     post = np.max(np.stack(means[1:]), axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
