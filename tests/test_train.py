@@ -202,6 +202,28 @@ def test_foreign_checkpoint_is_rejected(tmp_path: Path) -> None:
         load_checkpoint(p)
 
 
+def test_network_sizes_map_options_onto_each_network() -> None:
+    from breastai.training.train import network_sizes
+
+    given = {"filters": 2, "hidden": None, "layers": 3, "slots": 4, "base": None, "levels": None}
+    assert network_sizes("tumor", given) == {
+        "filters": 2,
+        "spatial_layers": 3,
+        "temporal_layers": 3,
+        "slots": 4,
+    }
+    assert network_sizes("breast", {"base": 4, "levels": 3, "filters": None}) == {
+        "base": 4,
+        "levels": 3,
+    }
+    with pytest.raises(ParameterError, match=r"^--layers does not apply to the breast model\.$"):
+        network_sizes("breast", {"layers": 2})
+    with pytest.raises(ParameterError, match="--base does not apply to the tumor model"):
+        network_sizes("tumor", {"base": 4})
+    with pytest.raises(ParameterError, match="task"):
+        network_sizes("lesion", {})
+
+
 def test_cli_train_export_register(dataset: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -590,3 +590,29 @@ def test_weights_module_imports_only_stdlib() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_verify_fails_on_mismatch_placeholder_and_named_missing_files(tmp_path: Path) -> None:
+    card = weights.ModelCard(name="m", task="tumor", filename="m.onnx", sha256="0" * 64)
+    for state, unnamed, named in (
+        ("verified", False, False),
+        ("unverified", False, False),
+        ("missing", False, True),  # a model not downloaded is fine unless asked for by name
+        ("mismatch", True, True),
+        ("placeholder", True, True),
+    ):
+        s = weights.ModelStatus(card, tmp_path / "m.onnx", state)
+        assert s.fails_verify(named=False) is unnamed, state
+        assert s.fails_verify(named=True) is named, state
+
+
+def test_models_to_download_names_or_all(fake_package: dict[str, bytes]) -> None:
+    from breastai.errors import ParameterError
+
+    assert weights.models_to_download(["b", "a", "b"]) == ["b", "a"]  # once each, in order
+    # the fake package registry lists no downloadable model: --all is an empty choice
+    assert weights.models_to_download([], all_models=True) == []
+    with pytest.raises(ParameterError, match="not both"):
+        weights.models_to_download(["a"], all_models=True)
+    with pytest.raises(ParameterError, match=r"downloadable models: none \(see"):
+        weights.models_to_download([])

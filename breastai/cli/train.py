@@ -76,28 +76,19 @@ def train_cmd(
     """Train a breast or tumor network on per-case NIfTI folders (needs the \\[train] extra)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from breastai.training.train import TrainProgress, default_options, train
+    from breastai.training.train import TrainProgress, default_options, network_sizes, train
 
-    net: dict[str, Any] = {}
     sizes = {
         "filters": filters,
         "hidden": hidden,
         "mlp": mlp,
         "heads": heads,
-        "spatial_layers": layers,
-        "temporal_layers": layers,
+        "layers": layers,
         "slots": slots,
         "base": base,
         "levels": levels,
     }
-    tumor_keys = {"filters", "hidden", "mlp", "heads", "spatial_layers", "temporal_layers", "slots"}
-    for key, value in sizes.items():
-        if value is not None:
-            if (key in tumor_keys) != (task == TrainTask.TUMOR):
-                from breastai.errors import ParameterError
-
-                raise ParameterError(f"--{key.split('_')[-1]} does not apply to the {task} model.")
-            net[key] = value
+    net = network_sizes(str(task), sizes)
     overrides: dict[str, Any] = {
         "network": net,
         "epochs": epochs,

@@ -58,10 +58,10 @@ def download_weights(
     from breastai import weights
     from breastai.errors import ParameterError
 
-    wanted = list(dict.fromkeys(names or []))
     if source is not None:
-        if all_models and wanted:
+        if all_models and names:
             raise ParameterError("pass model names or --all, not both.")
+        wanted = list(dict.fromkeys(names or []))
         done = weights.install_from(source, wanted, weights_file=weights_file, force=force)
         for rm in done:
             console.print(
@@ -70,23 +70,15 @@ def download_weights(
                 highlight=False,
             )
         return
-    registry = weights.load_registry(weights_file)
-    if all_models:
-        if wanted:
-            raise ParameterError("pass model names or --all, not both.")
-        wanted = [n for n, c in registry.items() if c.downloadable]
-        if not wanted:
-            console.print(
-                "nothing to download: the registry lists no downloadable model "
-                "(the bundled demo models are already installed)."
-            )
-            return
-    if not wanted:
-        downloadable = ", ".join(n for n, c in registry.items() if c.downloadable) or "none"
-        raise ParameterError(
-            "name the models to download or pass --all; downloadable models: "
-            f"{downloadable} (see `breastai weights list`)."
+    wanted = weights.models_to_download(
+        names or (), all_models=all_models, weights_file=weights_file
+    )
+    if not wanted:  # --all, and the registry lists nothing to download
+        console.print(
+            "nothing to download: the registry lists no downloadable model "
+            "(the bundled demo models are already installed)."
         )
+        return
     for name in wanted:
         rm = weights.download_model(name, weights_file=weights_file, force=force)
         line = f"{rm.card.name}: ok ({rm.card.sha256[:12]}) -> {rm.path}"
@@ -154,10 +146,9 @@ def weights_verify(
             style = _STATE_STYLE.get(s.state, "")
             line = f"{s.card.name}: [{style}]{s.state}[/{style}]" if style else s.card.name
             console.print(line + (f" - {s.message}" if s.message else ""), highlight=False)
-    bad = [s for s in statuses if s.state in ("mismatch", "placeholder")]
-    missing = [s for s in statuses if s.state == "missing" and names]
-    if bad or missing:
-        for s in bad + missing:
+    failed = [s for s in statuses if s.fails_verify(named=bool(names))]
+    if failed:
+        for s in sorted(failed, key=lambda s: s.state == "missing"):  # missing ones last
             err_console.print(
                 f"[red]error:[/red] {s.message or s.card.name + ': ' + s.state}",
                 highlight=False,

@@ -63,6 +63,7 @@ __all__ = [
     "dice_loss",
     "find_cases",
     "load_checkpoint",
+    "network_sizes",
     "predict_volume",
     "prepare_case",
     "prepare_images",
@@ -172,6 +173,39 @@ class TrainOptions:
         d["patch_zyx"] = tuple(int(v) for v in d["patch_zyx"])
         d["stride_zyx"] = tuple(int(v) for v in d["stride_zyx"])
         return cls(**d)
+
+
+#: Size options of each task's network, as ``TrainOptions.network`` keys; ``layers`` (one option for
+#: both transformers of the tumor network) is mapped by :func:`network_sizes`.
+NETWORK_SIZE_KEYS = {
+    "tumor": ("filters", "hidden", "mlp", "heads", "spatial_layers", "temporal_layers", "slots"),
+    "breast": ("base", "levels"),
+}
+
+
+def network_sizes(task: str, sizes: dict[str, int | None]) -> dict[str, int]:
+    """``TrainOptions.network`` entries from size options (None: not given).
+
+    ``sizes`` holds the keys of :data:`NETWORK_SIZE_KEYS` (any task), with ``layers`` for both
+    transformers of the tumor network.
+
+    Raises
+    ------
+    ParameterError
+        A size that is given does not apply to ``task``'s network (one sentence naming the
+        option as ``--NAME``).
+    """
+    if task not in TASKS:
+        raise ParameterError(f"task must be one of {TASKS}, got {task!r}.")
+    net: dict[str, int] = {}
+    for name, value in sizes.items():
+        if value is None:
+            continue
+        keys = ("spatial_layers", "temporal_layers") if name == "layers" else (name,)
+        if not set(keys) <= set(NETWORK_SIZE_KEYS[task]):
+            raise ParameterError(f"--{name} does not apply to the {task} model.")
+        net.update(dict.fromkeys(keys, value))
+    return net
 
 
 def default_options(task: str, **overrides: Any) -> TrainOptions:

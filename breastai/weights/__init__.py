@@ -54,7 +54,7 @@ from breastai.weights.cards import (
     ResolvedModel,
 )
 from breastai.weights.cards import card_from_table as _card_from_table  # noqa: F401 (tests)
-from breastai.weights.download import download_model
+from breastai.weights.download import download_model, models_to_download
 from breastai.weights.integrity import sha256_file, verify_file
 from breastai.weights.paths import (
     breastai_home,
@@ -85,6 +85,7 @@ __all__ = [
     "load_registry",
     "model_file",
     "model_status",
+    "models_to_download",
     "package_weights_file",
     "register_model",
     "render_table",

@@ -200,6 +200,11 @@ class ModelStatus:
     default: bool = False
     message: str = ""
 
+    def fails_verify(self, *, named: bool) -> bool:
+        """Whether ``breastai weights verify`` fails on this entry: its file does not match (or
+        the entry has no sha256 yet), or it is missing and was asked for by name."""
+        return self.state in ("mismatch", "placeholder") or (named and self.state == "missing")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary."""
         return {

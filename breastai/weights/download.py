@@ -9,17 +9,50 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
-from breastai.errors import ChecksumMismatchError, WeightsError, WeightsNotFoundError
+from breastai.errors import (
+    ChecksumMismatchError,
+    ParameterError,
+    WeightsError,
+    WeightsNotFoundError,
+)
 from breastai.weights.cards import ResolvedModel
 from breastai.weights.integrity import install_file, os_error
 from breastai.weights.paths import model_file
 from breastai.weights.registry import load_registry, unknown_name, verify_card
 
-__all__ = ["download_model"]
+__all__ = ["download_model", "models_to_download"]
 
 logger = logging.getLogger(__name__)
+
+
+def models_to_download(
+    names: Sequence[str], *, all_models: bool = False, weights_file: Path | None = None
+) -> list[str]:
+    """The models ``breastai download-weights`` fetches: the named ones (each once, in order) or,
+    with ``all_models``, every downloadable registry entry (possibly none).
+
+    Raises
+    ------
+    ParameterError
+        Names and ``all_models`` together, or neither (the sentence lists the downloadable
+        models).
+    """
+    wanted = list(dict.fromkeys(names))
+    if all_models and wanted:
+        raise ParameterError("pass model names or --all, not both.")
+    if wanted:
+        return wanted
+    registry = load_registry(weights_file)
+    downloadable = [n for n, c in registry.items() if c.downloadable]
+    if all_models:
+        return downloadable
+    raise ParameterError(
+        "name the models to download or pass --all; downloadable models: "
+        f"{', '.join(downloadable) or 'none'} (see `breastai weights list`)."
+    )
 
 
 def _first_line(exc: BaseException) -> str:
