@@ -107,6 +107,7 @@ def training_data(recipe: str, task: str) -> str:
     """The weights.toml ``training_data`` text of ``task``'s model from ``recipe``."""
     return TRAINING_DATA["randomised" if task in RANDOMISED_TASKS[recipe] else "phantom"]
 
+
 # Domain-randomised phantoms of the "randomised" recipe (seeds first + 300 + i / first + 600 + i).
 _RANDOMISED_TRAIN = 40
 _RANDOMISED_VAL = 2
