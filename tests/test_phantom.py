@@ -370,3 +370,30 @@ def test_truth_longest_diameter_is_exact_on_flat_point_sets() -> None:
     pts[1] = (-10.0, 0.0, 0.0)
     pts[3] = (10.0, 0.0, 0.0)
     assert _longest_diameter(pts) == pytest.approx(20.0, abs=1e-9)
+
+
+def test_clumped_background_enhancement() -> None:
+    # bpe_fraction / bpe_scale_mm: a smaller share of the gland enhances, in smaller patches;
+    # the defaults leave the phantom as it was (the stated meta keys appear only when set)
+    from breastai.phantom.tissues import FGT
+
+    grid = {"shape_zyx": (48, 128, 128), "spacing_zyx": (4.0, 2.6, 2.6), "noise": "none"}
+    diffuse = generate_case(7, preset="bpe_marked", **grid)
+    clumped = generate_case(7, preset="bpe_marked", bpe_fraction=0.3, bpe_scale_mm=8.0, **grid)
+    assert "bpe_fraction" not in diffuse.meta and clumped.meta["bpe_scale_mm"] == 8.0
+
+    def enhancing(case):  # type: ignore[no-untyped-def]
+        im = case.images.astype(np.float64)
+        rise = (im[1:].max(axis=0) - im[0]) / np.maximum(im[0], 1e-6)
+        gland = (case.tissue == FGT) & (case.tumor == 0)
+        return gland, gland & (rise > 0.5)
+
+    g, e = enhancing(diffuse)
+    assert e.sum() / g.sum() > 0.7  # marked: 85 % of the gland
+    g, e = enhancing(clumped)
+    assert 0.2 < e.sum() / g.sum() < 0.4
+    patches = ndimage.label(e)[1]
+    assert patches > ndimage.label(enhancing(diffuse)[1])[1]
+    for bad in ({"bpe_fraction": 0.0}, {"bpe_fraction": 1.5}, {"bpe_scale_mm": 0.0}):
+        with pytest.raises(ParameterError, match="bpe_"):
+            generate_case(7, preset="bpe_marked", **grid, **bad)

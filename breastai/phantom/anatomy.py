@@ -393,8 +393,9 @@ class Anatomy:
         gfrac[~elig] = 0.0
         fg = gfrac >= 0.5
         part = (gfrac > 0) & ~fg & elig
-        bpe_f = powerlaw_field(bm.shape, self.sp, 4.0, 1.0 / 25.0, rng)
-        q = np.quantile(bpe_f[fg], 1.0 - BPE_FRACTION[str(p.bpe)]) if fg.any() else 0.0
+        bpe_f = powerlaw_field(bm.shape, self.sp, 4.0, 1.0 / p.bpe_scale_mm, rng)
+        share = BPE_FRACTION[str(p.bpe)] if p.bpe_fraction is None else p.bpe_fraction
+        q = np.quantile(bpe_f[fg], 1.0 - share) if fg.any() else 0.0
         enh = bpe_f > q
         var = np.digitize(
             powerlaw_field(bm.shape, self.sp, 2.0, 1.0 / 5.0, rng), [-0.5, 0.5]

@@ -288,6 +288,8 @@ def _finish(
         "tissue_labels": TISSUE_LABELS,
         "research_notice": "Research use only, not a medical device. Synthetic data.",
     }  # fmt: skip
+    if p.bpe_fraction is not None or p.bpe_scale_mm != 25.0:  # stated only where not the default
+        meta["bpe_fraction"], meta["bpe_scale_mm"] = p.bpe_fraction, p.bpe_scale_mm
     return PhantomCase(
         images=images, times_s=times, breast=breast, tumor=tumor,
         lesion_labels=lesions.astype(np.uint16), spacing_zyx=spacing,

@@ -64,6 +64,11 @@ class Params:
     vessels: int = 4
     aif_scale: float | None = None
     bpe_left_factor: float = 1.0  # BPE Ktrans multiplier in the left breast (asymmetric BPE)
+    # share of the FGT that enhances (None: the BPE level's, tissues.BPE_FRACTION) and the size of
+    # its patches (mm, the scale of the random field that picks them): small patches at a low
+    # share give clumped, nodular background enhancement
+    bpe_fraction: float | None = None
+    bpe_scale_mm: float = 25.0
     # sagittal grids narrower than 250 mm left-right: full-size anatomy, FOV centred on this breast
     unilateral_fov: str | None = "left"
     # anatomy variation (breastai.phantom.randomise draws these; the defaults are the standard
@@ -162,6 +167,10 @@ def resolve_params(
         p.bpe = _draw(_BPE_PRIOR, float(draws[4]))
     if p.bpe not in BPE_KTRANS:
         raise ParameterError(f"bpe must be one of {list(BPE_KTRANS)}; got {p.bpe!r}.")
+    if p.bpe_fraction is not None and not 0.0 < p.bpe_fraction <= 1.0:
+        raise ParameterError(f"bpe_fraction must be within (0, 1]; got {p.bpe_fraction!r}.")
+    if not p.bpe_scale_mm > 0:
+        raise ParameterError(f"bpe_scale_mm must be > 0; got {p.bpe_scale_mm!r}.")
     if p.r1 is None:
         p.r1 = 4.5 if p.field_T == 1.5 else 4.2
     if p.aif_scale is None:
