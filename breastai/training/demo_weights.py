@@ -44,6 +44,13 @@ from typing import Any
 from breastai.choices import Blend
 from breastai.errors import ParameterError
 from breastai.io.atomic import atomic_file
+from breastai.training.demo_cases import (
+    AXIAL_GRIDS,
+    BREAST_EXTRA_TRAIN,
+    TUMOR_EXTRA_TRAIN,
+    VALIDATION,
+    case_specs,
+)
 from breastai.training.train import (
     PreparedCase,
     TrainOptions,
@@ -112,66 +119,6 @@ def training_data(recipe: str, task: str) -> str:
 _RANDOMISED_TRAIN = 40
 _RANDOMISED_VAL = 2
 
-# (shape_zyx, spacing_zyx) grids, each about 190 x 335 x 335 mm, as scanners write them.
-_AXIAL_GRIDS = (
-    ((96, 256, 256), (2.0, 1.3, 1.3)),
-    ((64, 192, 192), (3.0, 1.75, 1.75)),
-    ((80, 224, 224), (2.4, 1.5, 1.5)),
-)
-_SAGITTAL_GRID = ((112, 224, 224), (3.0, 1.5, 1.5))
-
-# Extra breast-model cases (preset, orientation) beyond one per preset: where held-out phantoms
-# (validation seeds, bench/accuracy.py) showed the first demo breast model weakest: implants
-# (pre-pectoral implants were included in the mask, sub-pectoral breasts cut, which also cut their
-# lesions), bright fat without fat saturation (breast under-segmented) and sagittal stacks.
-_BREAST_EXTRA_TRAIN = (
-    ("implant_prepec", "sagittal"),
-    ("implant_prepec", "axial"),
-    ("implant_prepec", "oblique"),
-    ("implant_subpec", "sagittal"),
-    ("implant_subpec", "axial"),
-    ("implant_subpec", "oblique"),
-    ("no_fatsat", "axial"),
-    ("no_fatsat", "oblique"),
-    ("no_fatsat", "sagittal"),
-    ("default", "sagittal"),
-    ("bilateral", "sagittal"),
-    ("single_breast", "sagittal"),
-    ("heart_fp", "sagittal"),
-    ("fatty_small_breast", "oblique"),
-    ("b1_asym_3T", "sagittal"),
-    ("wraparound", "sagittal"),
-)
-# Extra tumor-model cases (preset, orientation) beyond one per preset: where held-out phantoms
-# (seeds 800000+, bench/accuracy.py) showed the demo tumor model weakest: lesions under 10 mm,
-# non-mass enhancement, bright fat without fat saturation (false positives), motion, and the
-# marked background enhancement and benign lesions that give false positives.
-_TUMOR_EXTRA_TRAIN = (
-    ("tiny_lesion", "axial"),
-    ("tiny_lesion", "oblique"),
-    ("tiny_lesion", "sagittal"),
-    ("nme_segmental", "axial"),
-    ("nme_segmental", "oblique"),
-    ("nme_segmental", "sagittal"),
-    ("no_fatsat", "axial"),
-    ("no_fatsat", "oblique"),
-    ("no_fatsat", "sagittal"),
-    ("motion", "axial"),
-    ("motion", "oblique"),
-    ("bpe_marked", "oblique"),
-    ("benign_fa", "axial"),
-    ("low_snr", "oblique"),
-)
-# Validation cases (best-checkpoint choice): the tumor model uses the first two, the breast model
-# all four (an easy case and two of its hard ones).
-_VAL = (
-    ("default", "axial"),
-    ("multifocal", "axial"),
-    ("no_fatsat", "oblique"),
-    ("implant_subpec", "sagittal"),
-)
-
-
 @dataclass(frozen=True)
 class DemoPlan:
     """Cases and training options of a demo-weights run."""
@@ -189,32 +136,6 @@ class DemoPlan:
     randomised_train: list[dict[str, Any]] = field(default_factory=list)
     randomised_val: list[dict[str, Any]] = field(default_factory=list)
     recipe: str = "phantom"
-
-
-def _case_specs(
-    n: int,
-    first_seed: int,
-    presets: Sequence[str],
-    grids: Any,
-    orientations: Sequence[str] = ("axial", "axial", "sagittal", "axial", "oblique"),
-) -> list[dict[str, Any]]:
-    specs = []
-    for i in range(n):
-        orientation = orientations[i % len(orientations)]
-        if orientation == "sagittal":
-            shape, spacing = _SAGITTAL_GRID
-        else:
-            shape, spacing = grids[i % len(grids)]
-        specs.append(
-            {
-                "seed": first_seed + i,
-                "preset": presets[i % len(presets)],
-                "orientation": orientation,
-                "shape_zyx": shape,
-                "spacing_zyx": spacing,
-            }
-        )
-    return specs
 
 
 def demo_plan(
@@ -267,8 +188,8 @@ def demo_plan(
     breast_net = {"base": 8, "levels": 4}
     if smoke:
         small = (((32, 64, 64), (4.0, 3.0, 3.0)),)  # small field of view: few windows
-        train_specs = _case_specs(1, first, ["default"], small)
-        val_specs = _case_specs(1, first + 500, ["multifocal"], small)
+        train_specs = case_specs(1, first, ["default"], small)
+        val_specs = case_specs(1, first + 500, ["multifocal"], small)
         rand = []
         if randomised_tasks:
             rand = [{**train_specs[0], "seed": first + 300, "randomised": True}]
@@ -296,24 +217,28 @@ def demo_plan(
             **steps,
         )
         return DemoPlan(train_specs, val_specs, breast, tumor, randomised_train=rand, recipe=recipe)
-    train_specs = _case_specs(len(presets), first, presets, _AXIAL_GRIDS)
-    all_val = _case_specs(
-        len(_VAL), first + 500, [p for p, _ in _VAL], _AXIAL_GRIDS, [o for _, o in _VAL]
+    train_specs = case_specs(len(presets), first, presets, AXIAL_GRIDS)
+    all_val = case_specs(
+        len(VALIDATION),
+        first + 500,
+        [p for p, _ in VALIDATION],
+        AXIAL_GRIDS,
+        [o for _, o in VALIDATION],
     )
     val_specs, breast_extra_val = all_val[:2], all_val[2:]
-    breast_extra_train = _case_specs(
-        len(_BREAST_EXTRA_TRAIN),
+    breast_extra_train = case_specs(
+        len(BREAST_EXTRA_TRAIN),
         first + len(presets),
-        [p for p, _ in _BREAST_EXTRA_TRAIN],
-        _AXIAL_GRIDS[1:] + _AXIAL_GRIDS[:1],  # another grid than the preset's first case
-        [o for _, o in _BREAST_EXTRA_TRAIN],
+        [p for p, _ in BREAST_EXTRA_TRAIN],
+        AXIAL_GRIDS[1:] + AXIAL_GRIDS[:1],  # another grid than the preset's first case
+        [o for _, o in BREAST_EXTRA_TRAIN],
     )
-    tumor_extra_train = _case_specs(
-        len(_TUMOR_EXTRA_TRAIN),
-        first + len(presets) + len(_BREAST_EXTRA_TRAIN),
-        [p for p, _ in _TUMOR_EXTRA_TRAIN],
-        _AXIAL_GRIDS[2:] + _AXIAL_GRIDS[:2],
-        [o for _, o in _TUMOR_EXTRA_TRAIN],
+    tumor_extra_train = case_specs(
+        len(TUMOR_EXTRA_TRAIN),
+        first + len(presets) + len(BREAST_EXTRA_TRAIN),
+        [p for p, _ in TUMOR_EXTRA_TRAIN],
+        AXIAL_GRIDS[2:] + AXIAL_GRIDS[:2],
+        [o for _, o in TUMOR_EXTRA_TRAIN],
     )
     randomised_train: list[dict[str, Any]] = []
     randomised_val: list[dict[str, Any]] = []

@@ -1,0 +1,107 @@
+"""The phantom cases of the demo-weights training (:mod:`breastai.training.demo_weights`): voxel
+grids, the extra cases each model gets beyond one per preset, the validation cases, and the
+specs that name them (seed, preset, orientation, grid).
+
+Research use only, not a medical device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "AXIAL_GRIDS",
+    "BREAST_EXTRA_TRAIN",
+    "SAGITTAL_GRID",
+    "TUMOR_EXTRA_TRAIN",
+    "VALIDATION",
+    "case_specs",
+]
+
+# (shape_zyx, spacing_zyx) grids, each about 190 x 335 x 335 mm, as scanners write them.
+AXIAL_GRIDS = (
+    ((96, 256, 256), (2.0, 1.3, 1.3)),
+    ((64, 192, 192), (3.0, 1.75, 1.75)),
+    ((80, 224, 224), (2.4, 1.5, 1.5)),
+)
+SAGITTAL_GRID = ((112, 224, 224), (3.0, 1.5, 1.5))
+
+# Extra breast-model cases (preset, orientation) beyond one per preset: where held-out phantoms
+# (validation seeds, bench/accuracy.py) showed the first demo breast model weakest: implants
+# (pre-pectoral implants were included in the mask, sub-pectoral breasts cut, which also cut their
+# lesions), bright fat without fat saturation (breast under-segmented) and sagittal stacks.
+BREAST_EXTRA_TRAIN = (
+    ("implant_prepec", "sagittal"),
+    ("implant_prepec", "axial"),
+    ("implant_prepec", "oblique"),
+    ("implant_subpec", "sagittal"),
+    ("implant_subpec", "axial"),
+    ("implant_subpec", "oblique"),
+    ("no_fatsat", "axial"),
+    ("no_fatsat", "oblique"),
+    ("no_fatsat", "sagittal"),
+    ("default", "sagittal"),
+    ("bilateral", "sagittal"),
+    ("single_breast", "sagittal"),
+    ("heart_fp", "sagittal"),
+    ("fatty_small_breast", "oblique"),
+    ("b1_asym_3T", "sagittal"),
+    ("wraparound", "sagittal"),
+)
+# Extra tumor-model cases (preset, orientation) beyond one per preset: where held-out phantoms
+# (seeds 800000+, bench/accuracy.py) showed the demo tumor model weakest: lesions under 10 mm,
+# non-mass enhancement, bright fat without fat saturation (false positives), motion, and the
+# marked background enhancement and benign lesions that give false positives.
+TUMOR_EXTRA_TRAIN = (
+    ("tiny_lesion", "axial"),
+    ("tiny_lesion", "oblique"),
+    ("tiny_lesion", "sagittal"),
+    ("nme_segmental", "axial"),
+    ("nme_segmental", "oblique"),
+    ("nme_segmental", "sagittal"),
+    ("no_fatsat", "axial"),
+    ("no_fatsat", "oblique"),
+    ("no_fatsat", "sagittal"),
+    ("motion", "axial"),
+    ("motion", "oblique"),
+    ("bpe_marked", "oblique"),
+    ("benign_fa", "axial"),
+    ("low_snr", "oblique"),
+)
+# Validation cases (best-checkpoint choice): the tumor model uses the first two, the breast model
+# all four (an easy case and two of its hard ones).
+VALIDATION = (
+    ("default", "axial"),
+    ("multifocal", "axial"),
+    ("no_fatsat", "oblique"),
+    ("implant_subpec", "sagittal"),
+)
+
+
+def case_specs(
+    n: int,
+    first_seed: int,
+    presets: Sequence[str],
+    grids: Any,
+    orientations: Sequence[str] = ("axial", "axial", "sagittal", "axial", "oblique"),
+) -> list[dict[str, Any]]:
+    """``n`` phantom case specs from ``first_seed`` on, cycling through ``presets``, ``grids``
+    and ``orientations`` (sagittal cases take :data:`SAGITTAL_GRID`)."""
+    specs = []
+    for i in range(n):
+        orientation = orientations[i % len(orientations)]
+        if orientation == "sagittal":
+            shape, spacing = SAGITTAL_GRID
+        else:
+            shape, spacing = grids[i % len(grids)]
+        specs.append(
+            {
+                "seed": first_seed + i,
+                "preset": presets[i % len(presets)],
+                "orientation": orientation,
+                "shape_zyx": shape,
+                "spacing_zyx": spacing,
+            }
+        )
+    return specs
