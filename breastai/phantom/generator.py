@@ -33,7 +33,7 @@ from breastai.phantom._shapes import LESION_SHAPES
 from breastai.phantom.anatomy import Anatomy
 from breastai.phantom.lesions import add_lesions
 from breastai.phantom.lesions import longest_diameter as _longest_diameter  # noqa: F401 (tests)
-from breastai.phantom.params import resolve_params
+from breastai.phantom.params import DEFAULT_BPE_SCALE_MM, resolve_params
 from breastai.phantom.presets import ORIENTATIONS
 from breastai.phantom.signal import Rendered, render
 from breastai.phantom.tissues import FGT, LESION0, NECROSIS, SKIN, TISSUE_LABELS
@@ -288,7 +288,8 @@ def _finish(
         "tissue_labels": TISSUE_LABELS,
         "research_notice": "Research use only, not a medical device. Synthetic data.",
     }  # fmt: skip
-    if p.bpe_fraction is not None or p.bpe_scale_mm != 25.0:  # stated only where not the default
+    # stated only where not the default, so default phantoms keep their truth.json
+    if p.bpe_fraction is not None or p.bpe_scale_mm != DEFAULT_BPE_SCALE_MM:
         meta["bpe_fraction"], meta["bpe_scale_mm"] = p.bpe_fraction, p.bpe_scale_mm
     return PhantomCase(
         images=images, times_s=times, breast=breast, tumor=tumor,

@@ -15,12 +15,14 @@ from breastai.errors import ParameterError
 from breastai.phantom.presets import PRESETS
 from breastai.phantom.tissues import BPE_KTRANS
 
-__all__ = ["PARAM_NAMES", "Params", "resolve_params"]
+__all__ = ["DEFAULT_BPE_SCALE_MM", "PARAM_NAMES", "Params", "resolve_params"]
 
 # FGT fraction range per ACR category, and priors of the category and of the BPE level
 _FGT_RANGE = {"a": (0.03, 0.09), "b": (0.12, 0.23), "c": (0.27, 0.45), "d": (0.52, 0.7)}
 _FGT_PRIOR = {"a": 0.1, "b": 0.3, "c": 0.4, "d": 0.2}
 _BPE_PRIOR = {"minimal": 0.3, "mild": 0.45, "moderate": 0.2, "marked": 0.05}
+#: Size (mm) of the patches of enhancing gland: the scale of the random field that picks them.
+DEFAULT_BPE_SCALE_MM = 25.0
 
 
 @dataclass
@@ -68,7 +70,7 @@ class Params:
     # its patches (mm, the scale of the random field that picks them): small patches at a low
     # share give clumped, nodular background enhancement
     bpe_fraction: float | None = None
-    bpe_scale_mm: float = 25.0
+    bpe_scale_mm: float = DEFAULT_BPE_SCALE_MM
     # sagittal grids narrower than 250 mm left-right: full-size anatomy, FOV centred on this breast
     unilateral_fov: str | None = "left"
     # anatomy variation (breastai.phantom.randomise draws these; the defaults are the standard
