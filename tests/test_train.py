@@ -291,6 +291,8 @@ def test_demo_weights_smoke(tmp_path: Path) -> None:
 
 def test_demo_plan_cases(tmp_path: Path) -> None:
     from breastai.phantom import PRESETS
+    from breastai.phantom.params import DEFAULT_BPE_SCALE_MM
+    from breastai.training.demo_cases import TUMOR_HARD_NEGATIVES
     from breastai.training.demo_weights import DEMO_SEED_BASE, build_demo_weights, demo_plan
 
     plan = demo_plan(0, recipe="phantom")
@@ -307,10 +309,45 @@ def test_demo_plan_cases(tmp_path: Path) -> None:
     t_extra = {(c["preset"], c["orientation"]) for c in plan.tumor_extra_train}
     hard = {("tiny_lesion", "sagittal"), ("nme_segmental", "oblique"), ("motion", "axial")}
     assert hard <= t_extra
+    # the hard negatives: clumped background enhancement, finer than the phantom's default patches
+    negatives = [c for c in plan.tumor_extra_train if "overrides" in c]
+    assert len(negatives) == len(TUMOR_HARD_NEGATIVES) >= 6
+    for c in negatives:
+        o = c["overrides"]
+        assert 0.2 <= o["bpe_fraction"] <= 0.4 and o["bpe_scale_mm"] < DEFAULT_BPE_SCALE_MM
+        assert c["preset"] == "bpe_marked" or o["bpe"] in ("moderate", "marked")
+    assert not any("overrides" in c for c in train if c not in negatives)
     assert all(c["spacing_zyx"] == (3.0, 1.5, 1.5) for c in train if c["orientation"] == "sagittal")
     assert plan.breast.val_cases == len(val) == 4 and plan.tumor.val_cases == len(plan.val_cases)
     with pytest.raises(ParameterError, match="only"):
         build_demo_weights(tmp_path, only="lesion")
+
+
+def test_spec_overrides_reach_the_phantom() -> None:
+    """A case spec's phantom overrides are what the training case is generated with."""
+    from breastai.phantom import generate_case
+    from breastai.training.demo_cases import case_specs, generate_spec_case
+
+    grids = (((24, 48, 48), (6.0, 5.0, 5.0)),)
+    plain, clumped = (
+        case_specs(1, 41, ["bpe_marked"], grids, ["axial"], overrides)[0]
+        for overrides in (None, [{"bpe_fraction": 0.3, "bpe_scale_mm": 8.0}])
+    )
+    assert "overrides" not in plain
+    case, case_id = generate_spec_case(clumped)
+    assert case_id == "bpe_marked-axial-s41"
+    assert case.meta["bpe_fraction"] == 0.3 and case.meta["bpe_scale_mm"] == 8.0
+    same = generate_case(
+        41,
+        preset="bpe_marked",
+        shape_zyx=(24, 48, 48),
+        spacing_zyx=(6.0, 5.0, 5.0),
+        bpe_fraction=0.3,
+        bpe_scale_mm=8.0,
+    )
+    assert np.array_equal(case.images, same.images)
+    base, _ = generate_spec_case(plain)
+    assert "bpe_fraction" not in base.meta and not np.array_equal(base.images, case.images)
 
 
 def test_randomised_recipe_plan() -> None:

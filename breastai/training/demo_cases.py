@@ -8,15 +8,20 @@ Research use only, not a medical device.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from breastai.phantom import PhantomCase
 
 __all__ = [
     "AXIAL_GRIDS",
     "BREAST_EXTRA_TRAIN",
     "SAGITTAL_GRID",
     "TUMOR_EXTRA_TRAIN",
+    "TUMOR_HARD_NEGATIVES",
     "VALIDATION",
     "case_specs",
+    "generate_spec_case",
 ]
 
 # (shape_zyx, spacing_zyx) grids, each about 190 x 335 x 335 mm, as scanners write them.
@@ -69,6 +74,18 @@ TUMOR_EXTRA_TRAIN = (
     ("benign_fa", "axial"),
     ("low_snr", "oblique"),
 )
+# Tumor-model hard negatives (preset, orientation, phantom overrides): clumped, nodular background
+# enhancement (breastai.phantom's bpe_fraction / bpe_scale_mm) that looks like masses. On
+# out-of-family studies (bench/accuracy.py --sets oof) 28 of 33 false positives of the tumor model
+# trained without them were enhancing parenchyma of this look; every case still has its lesions.
+TUMOR_HARD_NEGATIVES: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("bpe_marked", "axial", {"bpe_fraction": 0.3, "bpe_scale_mm": 8.0}),
+    ("bpe_marked", "oblique", {"bpe_fraction": 0.4, "bpe_scale_mm": 6.0}),
+    ("bpe_marked", "sagittal", {"bpe_fraction": 0.25, "bpe_scale_mm": 10.0}),
+    ("default", "axial", {"bpe": "moderate", "bpe_fraction": 0.35, "bpe_scale_mm": 7.0}),
+    ("default", "oblique", {"bpe": "marked", "bpe_fraction": 0.3, "bpe_scale_mm": 9.0}),
+    ("multifocal", "axial", {"bpe": "moderate", "bpe_fraction": 0.4, "bpe_scale_mm": 6.0}),
+)
 # Validation cases (best-checkpoint choice): the tumor model uses the first two, the breast model
 # all four (an easy case and two of its hard ones).
 VALIDATION = (
@@ -85,9 +102,11 @@ def case_specs(
     presets: Sequence[str],
     grids: Any,
     orientations: Sequence[str] = ("axial", "axial", "sagittal", "axial", "oblique"),
+    overrides: Sequence[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """``n`` phantom case specs from ``first_seed`` on, cycling through ``presets``, ``grids``
-    and ``orientations`` (sagittal cases take :data:`SAGITTAL_GRID`)."""
+    and ``orientations`` (sagittal cases take :data:`SAGITTAL_GRID`); ``overrides[i]``, where
+    given, are case ``i``'s phantom parameters (``generate_case(**overrides)``)."""
     specs = []
     for i in range(n):
         orientation = orientations[i % len(orientations)]
@@ -104,4 +123,27 @@ def case_specs(
                 "spacing_zyx": spacing,
             }
         )
+        if overrides is not None and overrides[i]:
+            specs[-1]["overrides"] = dict(overrides[i])
     return specs
+
+
+def generate_spec_case(spec: dict[str, Any]) -> tuple[PhantomCase, str]:
+    """The phantom case of one spec of :func:`case_specs` (or a domain-randomised spec:
+    ``{"seed": ..., "randomised": True}``), and its case id."""
+    from breastai.phantom import generate_case
+    from breastai.phantom.randomise import generate_randomised_case
+
+    if spec.get("randomised"):
+        grid = (spec["shape_zyx"], spec["spacing_zyx"]) if "shape_zyx" in spec else None
+        case = generate_randomised_case(spec["seed"], grid=grid)
+        return case, f"randomised-{case.meta['orientation']}-s{spec['seed']}"
+    case = generate_case(
+        spec["seed"],
+        preset=spec["preset"],
+        orientation=spec["orientation"],
+        shape_zyx=spec["shape_zyx"],
+        spacing_zyx=spec["spacing_zyx"],
+        **spec.get("overrides", {}),
+    )
+    return case, f"{spec['preset']}-{spec['orientation']}-s{spec['seed']}"

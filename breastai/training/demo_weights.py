@@ -48,8 +48,10 @@ from breastai.training.demo_cases import (
     AXIAL_GRIDS,
     BREAST_EXTRA_TRAIN,
     TUMOR_EXTRA_TRAIN,
+    TUMOR_HARD_NEGATIVES,
     VALIDATION,
     case_specs,
+    generate_spec_case,
 )
 from breastai.training.train import (
     PreparedCase,
@@ -118,6 +120,7 @@ def training_data(recipe: str, task: str) -> str:
 # Domain-randomised phantoms of the "randomised" recipe (seeds first + 300 + i / first + 600 + i).
 _RANDOMISED_TRAIN = 40
 _RANDOMISED_VAL = 2
+
 
 @dataclass(frozen=True)
 class DemoPlan:
@@ -239,6 +242,13 @@ def demo_plan(
         [p for p, _ in TUMOR_EXTRA_TRAIN],
         AXIAL_GRIDS[2:] + AXIAL_GRIDS[:2],
         [o for _, o in TUMOR_EXTRA_TRAIN],
+    ) + case_specs(
+        len(TUMOR_HARD_NEGATIVES),
+        first + len(presets) + len(BREAST_EXTRA_TRAIN) + len(TUMOR_EXTRA_TRAIN),
+        [p for p, _, _ in TUMOR_HARD_NEGATIVES],
+        AXIAL_GRIDS,
+        [o for _, o, _ in TUMOR_HARD_NEGATIVES],
+        [o for _, _, o in TUMOR_HARD_NEGATIVES],
     )
     randomised_train: list[dict[str, Any]] = []
     randomised_val: list[dict[str, Any]] = []
@@ -315,28 +325,13 @@ def _prepare(
     import numpy as np
     import SimpleITK as sitk
 
-    from breastai.phantom import generate_case
-
     # The phantom's writers (NIfTI and DICOM) store int16 "DN" on one 12-bit scale per case;
     # inference sees those values, so training must too (the seed normalisation floors at 1).
     from breastai.phantom._util import dn_scale, to_dn
-    from breastai.phantom.randomise import generate_randomised_case
 
     breast_cases, tumor_cases = [], []
     for spec in specs:
-        if spec.get("randomised"):
-            grid = (spec["shape_zyx"], spec["spacing_zyx"]) if "shape_zyx" in spec else None
-            case = generate_randomised_case(spec["seed"], grid=grid)
-            case_id = f"randomised-{case.meta['orientation']}-s{spec['seed']}"
-        else:
-            case = generate_case(
-                spec["seed"],
-                preset=spec["preset"],
-                orientation=spec["orientation"],
-                shape_zyx=spec["shape_zyx"],
-                spacing_zyx=spec["spacing_zyx"],
-            )
-            case_id = f"{spec['preset']}-{spec['orientation']}-s{spec['seed']}"
+        case, case_id = generate_spec_case(spec)
         scale = dn_scale(case)
         phases = []
         for k in range(case.images.shape[0]):
