@@ -309,14 +309,30 @@ def test_demo_plan_cases(tmp_path: Path) -> None:
     t_extra = {(c["preset"], c["orientation"]) for c in plan.tumor_extra_train}
     hard = {("tiny_lesion", "sagittal"), ("nme_segmental", "oblique"), ("motion", "axial")}
     assert hard <= t_extra
-    # the hard negatives: clumped background enhancement, finer than the phantom's default patches
-    negatives = [c for c in plan.tumor_extra_train if "overrides" in c]
+    assert not any("overrides" in c for c in train + val)
+    # "hard-negatives": "demo" plus tumor cases with clumped background enhancement, finer than
+    # the phantom's default patches
+    demo, hard = demo_plan(0), demo_plan(0, recipe="hard-negatives")
+    assert not any("overrides" in c for c in demo.tumor_extra_train)
+    n = len(demo.tumor_extra_train)
+    assert hard.tumor_extra_train[:n] == demo.tumor_extra_train
+    negatives = hard.tumor_extra_train[n:]
     assert len(negatives) == len(TUMOR_HARD_NEGATIVES) >= 6
     for c in negatives:
         o = c["overrides"]
         assert 0.2 <= o["bpe_fraction"] <= 0.4 and o["bpe_scale_mm"] < DEFAULT_BPE_SCALE_MM
         assert c["preset"] == "bpe_marked" or o["bpe"] in ("moderate", "marked")
-    assert not any("overrides" in c for c in train if c not in negatives)
+    assert (hard.tumor, hard.breast, hard.train_cases) == (
+        demo.tumor,
+        demo.breast,
+        demo.train_cases,
+    )
+    assert hard.breast_extra_train == demo.breast_extra_train
+    every = hard.train_cases + hard.breast_extra_train + hard.tumor_extra_train + hard.val_cases
+    every += hard.breast_extra_val + hard.randomised_train + hard.randomised_val
+    seeds = [c["seed"] for c in every]
+    assert len(set(seeds)) == len(seeds)
+    assert all(DEMO_SEED_BASE <= s < DEMO_SEED_BASE + 1000 for s in seeds)
     assert all(c["spacing_zyx"] == (3.0, 1.5, 1.5) for c in train if c["orientation"] == "sagittal")
     assert plan.breast.val_cases == len(val) == 4 and plan.tumor.val_cases == len(plan.val_cases)
     with pytest.raises(ParameterError, match="only"):
