@@ -292,7 +292,7 @@ def test_demo_weights_smoke(tmp_path: Path) -> None:
 def test_demo_plan_cases(tmp_path: Path) -> None:
     from breastai.phantom import PRESETS
     from breastai.phantom.params import DEFAULT_BPE_SCALE_MM
-    from breastai.training.demo_cases import TUMOR_HARD_NEGATIVES
+    from breastai.training.demo_cases import TUMOR_HARD_NEGATIVES, TUMOR_MARKED_LESIONS
     from breastai.training.demo_weights import DEMO_SEED_BASE, build_demo_weights, demo_plan
 
     plan = demo_plan(0, recipe="phantom")
@@ -328,6 +328,23 @@ def test_demo_plan_cases(tmp_path: Path) -> None:
         demo.train_cases,
     )
     assert hard.breast_extra_train == demo.breast_extra_train
+    # "marked-bpe": "hard-negatives" plus lesions inside marked, clumped enhancement, each with
+    # its lesions given (the borders the negatives alone cost)
+    marked = demo_plan(0, recipe="marked-bpe")
+    m = len(hard.tumor_extra_train)
+    assert marked.tumor_extra_train[:m] == hard.tumor_extra_train
+    lesion_cases = marked.tumor_extra_train[m:]
+    assert len(lesion_cases) == len(TUMOR_MARKED_LESIONS) >= 6
+    for c in lesion_cases:
+        o = c["overrides"]
+        assert 0.2 <= o["bpe_fraction"] <= 0.4 and o["bpe_scale_mm"] < DEFAULT_BPE_SCALE_MM
+        assert c["preset"] == "bpe_marked" or o["bpe"] == "marked"
+    kinetics = {les["kinetics"] for c in lesion_cases for les in c["overrides"].get("lesions", [])}
+    assert {"plateau", "persistent"} <= kinetics  # curves like the background's own
+    assert (marked.tumor, marked.breast_extra_train) == (demo.tumor, demo.breast_extra_train)
+    every = marked.train_cases + marked.breast_extra_train + marked.tumor_extra_train
+    every += marked.val_cases + marked.breast_extra_val + marked.randomised_train
+    assert len({c["seed"] for c in every}) == len(every)
     every = hard.train_cases + hard.breast_extra_train + hard.tumor_extra_train + hard.val_cases
     every += hard.breast_extra_val + hard.randomised_train + hard.randomised_val
     seeds = [c["seed"] for c in every]

@@ -20,7 +20,7 @@ earlier recipe (presets only, left-right flips); ``--recipe demo`` (the default,
 bundled weights) trains the breast model as "randomised" and the tumor model as "phantom", the pair
 that did best on the held-out sets of issue 17 (bench/RESULTS.md); ``--recipe hard-negatives`` is
 "demo" plus tumor-model phantoms with clumped background enhancement (an experiment of issue 17,
-not shipped).
+not shipped), ``--recipe marked-bpe`` that plus lesions inside marked, clumped enhancement.
 
 It is sized for a 2-core CPU (about 60 minutes for "phantom", 80 for "randomised" and "demo"); each
 training stage also has a wall-clock budget so a busy machine cannot stretch it much further (a
@@ -51,9 +51,11 @@ from breastai.training.demo_cases import (
     BREAST_EXTRA_TRAIN,
     TUMOR_EXTRA_TRAIN,
     TUMOR_HARD_NEGATIVES,
+    TUMOR_MARKED_LESIONS,
     VALIDATION,
     case_specs,
     generate_spec_case,
+    listed_specs,
 )
 from breastai.training.train import (
     PreparedCase,
@@ -68,6 +70,7 @@ __all__ = [
     "BREAST_BUDGET_S",
     "DEMO_SEED_BASE",
     "HARD_NEGATIVE_RECIPES",
+    "MARKED_LESION_RECIPES",
     "RANDOMISED_TASKS",
     "RECIPES",
     "TUMOR_BUDGET_S",
@@ -97,8 +100,13 @@ TUMOR_BUDGET_S = 2400.0
 #: "hard-negatives" is "demo" plus the tumor model's hard negatives
 #: (breastai.training.demo_cases.TUMOR_HARD_NEGATIVES): fewer out-of-family false positives
 #: over 60 studies, but it failed the rules set in advance on two untouched ranges (one false
-#: positive more; 0.035 less tumor Dice), so not shipped (bench/RESULTS.md).
-RECIPES = ("phantom", "randomised", "demo", "hard-negatives")
+#: positive more; 0.035 less tumor Dice), so not shipped (bench/RESULTS.md). "marked-bpe" is
+#: "hard-negatives" plus lesions in marked, clumped enhancement
+#: (breastai.training.demo_cases.TUMOR_MARKED_LESIONS), which ask for the lesion borders the
+#: negatives alone cost: it got them back (tumor Dice 0.818 vs 0.790 over 70 out-of-family
+#: studies) but gave 1.42 false positives per study in distribution (vessel-like strands) and 3 vs
+#: 1 on the untouched seventh range, so not shipped (bench/RESULTS.md).
+RECIPES = ("phantom", "randomised", "demo", "hard-negatives", "marked-bpe")
 DEFAULT_RECIPE = "demo"
 #: The tasks each recipe trains on domain-randomised phantoms with augmentation.
 RANDOMISED_TASKS: dict[str, tuple[str, ...]] = {
@@ -106,9 +114,12 @@ RANDOMISED_TASKS: dict[str, tuple[str, ...]] = {
     "randomised": ("breast", "tumor"),
     "demo": ("breast",),
     "hard-negatives": ("breast",),
+    "marked-bpe": ("breast",),
 }
 #: The recipes whose tumor model also trains on TUMOR_HARD_NEGATIVES.
-HARD_NEGATIVE_RECIPES = ("hard-negatives",)
+HARD_NEGATIVE_RECIPES = ("hard-negatives", "marked-bpe")
+#: The recipes whose tumor model also trains on TUMOR_MARKED_LESIONS.
+MARKED_LESION_RECIPES = ("marked-bpe",)
 #: Default budgets (seconds) of the "randomised" recipe: more data and augmentation need more steps.
 RANDOMISED_BREAST_BUDGET_S = 1700.0
 RANDOMISED_TUMOR_BUDGET_S = 2400.0
@@ -231,37 +242,25 @@ def demo_plan(
         )
         return DemoPlan(train_specs, val_specs, breast, tumor, randomised_train=rand, recipe=recipe)
     train_specs = case_specs(len(presets), first, presets, AXIAL_GRIDS)
-    all_val = case_specs(
-        len(VALIDATION),
-        first + 500,
-        [p for p, _ in VALIDATION],
-        AXIAL_GRIDS,
-        [o for _, o in VALIDATION],
-    )
+    all_val = listed_specs(VALIDATION, first + 500, AXIAL_GRIDS)
     val_specs, breast_extra_val = all_val[:2], all_val[2:]
-    breast_extra_train = case_specs(
-        len(BREAST_EXTRA_TRAIN),
-        first + len(presets),
-        [p for p, _ in BREAST_EXTRA_TRAIN],
-        AXIAL_GRIDS[1:] + AXIAL_GRIDS[:1],  # another grid than the preset's first case
-        [o for _, o in BREAST_EXTRA_TRAIN],
-    )
-    tumor_extra_train = case_specs(
-        len(TUMOR_EXTRA_TRAIN),
-        first + len(presets) + len(BREAST_EXTRA_TRAIN),
-        [p for p, _ in TUMOR_EXTRA_TRAIN],
-        AXIAL_GRIDS[2:] + AXIAL_GRIDS[:2],
-        [o for _, o in TUMOR_EXTRA_TRAIN],
-    )
+    # the extra cases take consecutive seeds after the presets' (one list after another, so a
+    # recipe that adds a list leaves every earlier case as it was), each list starting on
+    # another grid than the presets' first case
+    next_seed = first + len(presets)
+
+    def extra(cases: Sequence[tuple[Any, ...]], rotate: int) -> list[dict[str, Any]]:
+        nonlocal next_seed
+        specs = listed_specs(cases, next_seed, AXIAL_GRIDS[rotate:] + AXIAL_GRIDS[:rotate])
+        next_seed += len(cases)
+        return specs
+
+    breast_extra_train = extra(BREAST_EXTRA_TRAIN, 1)
+    tumor_extra_train = extra(TUMOR_EXTRA_TRAIN, 2)
     if recipe in HARD_NEGATIVE_RECIPES:
-        tumor_extra_train += case_specs(
-            len(TUMOR_HARD_NEGATIVES),
-            first + len(presets) + len(BREAST_EXTRA_TRAIN) + len(TUMOR_EXTRA_TRAIN),
-            [p for p, _, _ in TUMOR_HARD_NEGATIVES],
-            AXIAL_GRIDS,
-            [o for _, o, _ in TUMOR_HARD_NEGATIVES],
-            [o for _, _, o in TUMOR_HARD_NEGATIVES],
-        )
+        tumor_extra_train += extra(TUMOR_HARD_NEGATIVES, 0)
+    if recipe in MARKED_LESION_RECIPES:
+        tumor_extra_train += extra(TUMOR_MARKED_LESIONS, 1)
     randomised_train: list[dict[str, Any]] = []
     randomised_val: list[dict[str, Any]] = []
     if randomised_tasks:  # grid, orientation and everything else drawn per case
@@ -702,7 +701,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_RECIPE,
         help="phantom: presets only; randomised: plus domain-randomised phantoms and "
         "augmentation; demo (default): the breast model as randomised, the tumor model as phantom; "
-        "hard-negatives: demo plus tumor cases with clumped background enhancement",
+        "hard-negatives: demo plus tumor cases with clumped background enhancement; "
+        "marked-bpe: hard-negatives plus lesions in marked, clumped enhancement",
     )
     parser.add_argument(
         "--install-from",
