@@ -314,14 +314,25 @@ def test_demo_plan_cases(tmp_path: Path) -> None:
     # the phantom's default patches
     demo, hard = demo_plan(0), demo_plan(0, recipe="hard-negatives")
     assert not any("overrides" in c for c in demo.tumor_extra_train)
-    n = len(demo.tumor_extra_train)
-    assert hard.tumor_extra_train[:n] == demo.tumor_extra_train
-    negatives = hard.tumor_extra_train[n:]
-    assert len(negatives) == len(TUMOR_HARD_NEGATIVES) >= 6
-    for c in negatives:
-        o = c["overrides"]
-        assert 0.2 <= o["bpe_fraction"] <= 0.4 and o["bpe_scale_mm"] < DEFAULT_BPE_SCALE_MM
-        assert c["preset"] == "bpe_marked" or o["bpe"] in ("moderate", "marked")
+
+    def appended(base: list, extended: list, listed: tuple, levels: tuple) -> list:
+        """The cases ``extended`` adds after ``base``: one per listed case, each with clumped
+        background enhancement (a small share of the gland in small patches) at ``levels``."""
+        assert extended[: len(base)] == base
+        added = extended[len(base) :]
+        assert len(added) == len(listed) >= 6
+        for c in added:
+            o = c["overrides"]
+            assert 0.2 <= o["bpe_fraction"] <= 0.4 and o["bpe_scale_mm"] < DEFAULT_BPE_SCALE_MM
+            assert c["preset"] == "bpe_marked" or o["bpe"] in levels
+        return added
+
+    appended(
+        demo.tumor_extra_train,
+        hard.tumor_extra_train,
+        TUMOR_HARD_NEGATIVES,
+        ("moderate", "marked"),
+    )
     assert (hard.tumor, hard.breast, hard.train_cases) == (
         demo.tumor,
         demo.breast,
@@ -331,14 +342,9 @@ def test_demo_plan_cases(tmp_path: Path) -> None:
     # "marked-bpe": "hard-negatives" plus lesions inside marked, clumped enhancement, each with
     # its lesions given (the borders the negatives alone cost)
     marked = demo_plan(0, recipe="marked-bpe")
-    m = len(hard.tumor_extra_train)
-    assert marked.tumor_extra_train[:m] == hard.tumor_extra_train
-    lesion_cases = marked.tumor_extra_train[m:]
-    assert len(lesion_cases) == len(TUMOR_MARKED_LESIONS) >= 6
-    for c in lesion_cases:
-        o = c["overrides"]
-        assert 0.2 <= o["bpe_fraction"] <= 0.4 and o["bpe_scale_mm"] < DEFAULT_BPE_SCALE_MM
-        assert c["preset"] == "bpe_marked" or o["bpe"] == "marked"
+    lesion_cases = appended(
+        hard.tumor_extra_train, marked.tumor_extra_train, TUMOR_MARKED_LESIONS, ("marked",)
+    )
     kinetics = {les["kinetics"] for c in lesion_cases for les in c["overrides"].get("lesions", [])}
     assert {"plateau", "persistent"} <= kinetics  # curves like the background's own
     assert (marked.tumor, marked.breast_extra_train) == (demo.tumor, demo.breast_extra_train)
