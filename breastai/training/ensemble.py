@@ -95,7 +95,6 @@ def mean_probability_onnx(members: Sequence[Path], out: Path, *, force: bool = F
     )
     ensemble.ir_version = models[0].ir_version
     onnx.checker.check_model(ensemble)
-    out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(out, force=force) as tmp:
         onnx.save(ensemble, str(tmp))
     return out
